@@ -1,0 +1,60 @@
+# Two environments (see README): .venv (ops: Airflow, training, dbt, monitoring) and
+# .venv-stream (the faust worker). `make install` is idempotent: a second run does nothing.
+PYTHON ?= python3
+OPS := .venv/bin
+STREAM := .venv-stream/bin
+PYTEST_ARGS ?=
+
+.PHONY: install up down status test test-ops test-stream lint lock bench bench-model bench-stream bench-pii chaos llm clean
+
+install: .venv/.installed .venv-stream/.installed
+
+.venv/.installed: requirements.txt pyproject.toml
+	test -x $(OPS)/python || $(PYTHON) -m venv .venv
+	$(OPS)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(OPS)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(OPS)/pip check
+	touch $@
+
+.venv-stream/.installed: streams/requirements.txt pyproject.toml
+	test -x $(STREAM)/python || $(PYTHON) -m venv .venv-stream
+	$(STREAM)/pip install --quiet --disable-pip-version-check -r streams/requirements.txt
+	$(STREAM)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(STREAM)/pip check
+	touch $@
+
+up: install
+	$(OPS)/triage up
+
+down:
+	$(OPS)/triage down
+
+status:
+	$(OPS)/triage status
+
+test: install lint test-ops test-stream
+
+test-ops: install
+	$(OPS)/python -m pytest tests --ignore=tests/streams $(PYTEST_ARGS)
+
+test-stream: install
+	$(STREAM)/python -m pytest tests/streams $(PYTEST_ARGS)
+
+lint: install
+	$(OPS)/ruff check .
+	$(OPS)/mypy
+
+# Re-pin both environments from the *.in files (run after changing a requirement).
+lock:
+	rm -rf /tmp/triage-lock && $(PYTHON) -m venv /tmp/triage-lock/ops && $(PYTHON) -m venv /tmp/triage-lock/stream
+	/tmp/triage-lock/ops/bin/pip install --quiet -r requirements.in
+	/tmp/triage-lock/stream/bin/pip install --quiet -r streams/requirements.in
+	(echo '# Pinned by `make lock` from requirements.in: the exact set installed and tested together.'; \
+	  /tmp/triage-lock/ops/bin/pip freeze | sed 's/^torch==2.13.0+cpu/torch==2.13.0/') > requirements.txt
+	(echo '# Pinned by `make lock` from streams/requirements.in: the exact set installed and tested together.'; \
+	  /tmp/triage-lock/stream/bin/pip freeze) > streams/requirements.txt
+
+bench: bench-model bench-stream bench-pii
+
+clean:
+	rm -rf .venv .venv-stream .triage

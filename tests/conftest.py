@@ -1,0 +1,63 @@
+"""Session fixtures: a real embedded PostgreSQL and a real Kafka-protocol broker on free ports.
+
+Both are started once per test session in a temporary folder and always stopped at the end.
+Tests that need a clean database use `db_url` (a fresh, migrated database per test).
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from triage import db
+from triage.stack.kafka import EmbeddedKafka
+from triage.stack.postgres import EmbeddedPostgres
+from triage.stack.procs import free_port, stop_group
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    base = tmp_path_factory.mktemp("pg")
+    server = EmbeddedPostgres(base / "data", free_port(), base / "postgres.log")
+    proc = server.start()
+    try:
+        yield server
+    finally:
+        stop_group(proc.pid, signal.SIGINT)
+
+
+@pytest.fixture(scope="session")
+def migrated_db_url(pg_server: EmbeddedPostgres) -> str:
+    """One migrated database shared by the whole session (for tests that only read or use unique keys)."""
+    db.ensure_database(pg_server.url(), "triage_shared")
+    url = pg_server.url("triage_shared")
+    db.migrate(url)
+    return url
+
+
+@pytest.fixture()
+def db_url(pg_server: EmbeddedPostgres) -> str:
+    """A fresh, migrated database for one test."""
+    name = f"t_{next(_db_counter)}_{free_port()}"
+    db.ensure_database(pg_server.url(), name)
+    url = pg_server.url(name)
+    db.migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real broker (memory-only; topics are created by the code under test)."""
+    log: Path = tmp_path_factory.mktemp("kafka") / "kafka.log"
+    broker = EmbeddedKafka(free_port(), log)
+    proc = broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        stop_group(proc.pid)

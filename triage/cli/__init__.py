@@ -1,0 +1,36 @@
+"""The `triage` command. Each module in this package adds its subcommands; heavy imports stay inside them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from triage.cli import db_cmd, stack_cmd
+from triage.cli.common import EXPECTED_ERRORS, fail
+
+REGISTRARS = (stack_cmd.register, db_cmd.register)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triage", description="Real-time support-ticket triage.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except EXPECTED_ERRORS as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

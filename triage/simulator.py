@@ -1,0 +1,281 @@
+"""Synthetic support traffic: labelled tickets with PII, channel styles, drift, and reviewer feedback.
+
+Generation is pure and seeded (`TicketGenerator`); `run()` streams it to Kafka and answers the
+worker's decisions on `triage.decisions` with delayed reviewer feedback (confirm or correct).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import random
+import string
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from triage import sim_text as T
+from triage.labels import INTENTS, OOD_LABEL, URGENCIES
+from triage.names import TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_RAW
+
+
+def luhn_complete(prefix: str) -> str:
+    """Append the Luhn check digit to `prefix`."""
+    total = 0
+    for i, ch in enumerate(reversed(prefix)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return prefix + str((10 - total % 10) % 10)
+
+
+def iban_complete(country: str, bban: str) -> str:
+    """A valid IBAN (ISO 13616 mod-97 check digits) for `country` and `bban`."""
+    rearranged = bban + country + "00"
+    digits = "".join(str(int(c, 36)) for c in rearranged)
+    check = 98 - int(digits) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+@dataclass
+class SimTicket:
+    """A generated ticket plus its ground truth and the PII planted in it."""
+
+    message: dict[str, Any]
+    intent: str
+    urgency: str
+    pii: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return f"{self.message['subject']}\n{self.message['body']}".strip()
+
+
+@dataclass
+class TicketGenerator:
+    seed: int = 0
+    pii_rate: float = 0.35
+    ood_rate: float = 0.0
+    drift_after: int | None = None
+    typo_rate: float = 0.008
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.count = 0
+
+    # PII values in varied formats
+    def _email(self, name: str) -> str:
+        user = name.lower().replace(" ", self.rng.choice([".", "_", ""])).replace("'", "")
+        return f"{user}{self.rng.randint(1, 99)}@{self.rng.choice(['gmail.com', 'example.org', 'mail.co.uk'])}"
+
+    def _phone(self) -> str:
+        r = self.rng
+        return r.choice([
+            f"+44 7{r.randint(100, 999)} {r.randint(100000, 999999)}",
+            f"+49 151 {r.randint(1000000, 9999999)}",
+            f"(555) {r.randint(200, 999)}-{r.randint(1000, 9999)}",
+            f"07{r.randint(100, 999)} {r.randint(100, 999)} {r.randint(100, 999)}",
+        ])
+
+    def _card(self) -> str:
+        r = self.rng
+        prefix = r.choice(["4", "51", "52", "55"])
+        number = luhn_complete(prefix + "".join(r.choices(string.digits, k=15 - len(prefix))))
+        sep = r.choice([" ", "-", ""])
+        return sep.join(number[i : i + 4] for i in range(0, 16, 4))
+
+    def _iban(self) -> str:
+        r = self.rng
+        country, length = r.choice([("DE", 18), ("GB", 18), ("FR", 23), ("NL", 14)])
+        if country == "GB":
+            bban = "".join(r.choices(string.ascii_uppercase, k=4)) + "".join(r.choices(string.digits, k=14))
+        elif country == "NL":
+            bban = "".join(r.choices(string.ascii_uppercase, k=4)) + "".join(r.choices(string.digits, k=10))
+        else:
+            bban = "".join(r.choices(string.digits, k=length))
+        iban = iban_complete(country, bban)
+        return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4)) if r.random() < 0.5 else iban
+
+    def _typos(self, text: str) -> str:
+        chars = list(text)
+        for i in range(len(chars) - 1):
+            if chars[i].isalpha() and chars[i + 1].isalpha() and self.rng.random() < self.typo_rate:
+                chars[i], chars[i + 1] = chars[i + 1], chars[i]
+        return "".join(chars)
+
+    def _pick_intent(self, drifting: bool) -> str:
+        if self.ood_rate and self.rng.random() < self.ood_rate:
+            return OOD_LABEL
+        weights = [T.DRIFT_INTENT_BOOST.get(i, 1.0) if drifting else 1.0 for i in INTENTS]
+        return self.rng.choices(INTENTS, weights=weights)[0]
+
+    def _urgency(self, intent: str) -> str:
+        base = URGENCIES.index(T.BASE_URGENCY[intent])
+        shift = self.rng.choices([-1, 0, 1], weights=[0.2, 0.6, 0.2])[0]
+        return URGENCIES[min(max(base + shift, 0), len(URGENCIES) - 1)]
+
+    def generate(self) -> SimTicket:
+        r = self.rng
+        self.count += 1
+        drifting = self.drift_after is not None and self.count > self.drift_after
+        intent = self._pick_intent(drifting)
+        urgency = self._urgency(intent)
+        name = r.choice(T.NAMES)
+        channel = r.choices(["email", "chat", "internal"], weights=[0.55, 0.4, 0.05])[0]
+        request = r.choice(T.REQUESTS[intent]).format(
+            amount=f"{r.randint(5, 2500)}.{r.randint(0, 99):02d}", merchant=r.choice(T.MERCHANTS),
+            days=r.randint(2, 21), currency=r.choice(T.CURRENCIES),
+        )
+        parts = [request]
+        cue = r.choice(T.URGENCY_CUES[urgency])
+        if cue:
+            parts.append(cue)
+        if drifting and r.random() < 0.7:
+            parts.insert(r.randint(0, len(parts)), r.choice(T.DRIFT_PHRASES))
+        body = self._typos(" ".join(parts))
+        pii: dict[str, list[str]] = {}
+        if r.random() < self.pii_rate:
+            kind = r.choice(["EMAIL", "PHONE", "CARD", "IBAN"])
+            value = {"EMAIL": lambda: self._email(name), "PHONE": self._phone,
+                     "CARD": self._card, "IBAN": self._iban}[kind]()
+            pii.setdefault(kind, []).append(value)
+            lead = {"EMAIL": "You can reach me at", "PHONE": "Call me on", "CARD": "My card number is",
+                    "IBAN": "My IBAN is"}[kind]
+            body += f" {lead} {value}."
+        if channel == "email":
+            greeting = r.choice(T.GREETINGS)
+            body = (f"{greeting}\n\n" if greeting else "") + body + f"\n\n{r.choice(T.SIGNOFFS)}\n{name}"
+            if r.random() < 0.3:
+                body += f"\n\nOn Mon, {name.split()[0]} wrote:\n> Thank you for contacting us.\n> Ticket received."
+            subject = r.choice([T.SUBJECTS[intent], "Help needed", "Question", f"Re: {T.SUBJECTS[intent]}"])
+        else:
+            body = body.lower() if r.random() < 0.3 else body
+            subject = ""
+        message = {
+            "ticket_id": f"T-{uuid.UUID(int=r.getrandbits(128)).hex[:16]}",
+            "channel": channel,
+            "customer_ref": f"C-{r.randint(10000, 99999)}",
+            "subject": subject,
+            "body": body,
+            "received_at": datetime.now(UTC).isoformat(),
+            "metadata": {"source": "simulator", "drift": drifting},
+        }
+        return SimTicket(message=message, intent=intent, urgency=urgency, pii=pii)
+
+    def stream(self, count: int | None) -> Iterator[SimTicket]:
+        n = 0
+        while count is None or n < count:
+            n += 1
+            yield self.generate()
+
+
+MALFORMED: tuple[bytes, ...] = (
+    b"not json at all",
+    b'{"ticket_id": "X-1", "channel": "email"}',
+    b'{"ticket_id": "X-2", "channel": "fax", "body": "hi", "received_at": "2026-01-01T00:00:00Z"}',
+    b"\xff\xfe\x00binary",
+    b"[]",
+)
+
+
+def feedback_for(truth_intent: str, truth_urgency: str, decision: dict[str, Any], rng: random.Random,
+                 reviewer: str = "sim-reviewer") -> dict[str, Any]:
+    """A reviewer's verdict on a decision: confirm when the model was right, else correct it."""
+    prediction = decision.get("prediction", {}).get("heads", {})
+    predicted_intent = prediction.get("intent", {}).get("label")
+    predicted_urgency = prediction.get("urgency", {}).get("label")
+    right = predicted_intent == truth_intent and predicted_urgency in (None, truth_urgency)
+    return {
+        "event_id": f"F-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}",
+        "ticket_id": decision["ticket_id"],
+        "kind": "confirm" if right else "correct",
+        "intent": truth_intent,
+        "urgency": truth_urgency,
+        "reviewer": reviewer,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def write_csv(path: Path, count: int, seed: int, ood_rate: float = 0.05, drift_after: int | None = None) -> int:
+    """Write `count` labelled tickets (text, intent, urgency) for training; return rows written."""
+    gen = TicketGenerator(seed=seed, ood_rate=ood_rate, drift_after=drift_after)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ticket_id", "text", "intent", "urgency", "channel"])
+        for t in gen.stream(count):
+            writer.writerow([t.message["ticket_id"], t.text, t.intent, t.urgency, t.message["channel"]])
+    return count
+
+
+@dataclass
+class SimStats:
+    tickets: int = 0
+    malformed: int = 0
+    feedback: int = 0
+
+
+async def run(bootstrap: str, *, rate: float, count: int | None, seed: int, drift_after: int | None,
+              feedback_rate: float, feedback_delay: float, malformed_rate: float, ood_rate: float = 0.02,
+              stats: SimStats | None = None) -> SimStats:
+    """Produce tickets at `rate`/s (forever when count is None) and feedback on the decisions seen."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    stats = stats or SimStats()
+    gen = TicketGenerator(seed=seed, drift_after=drift_after, ood_rate=ood_rate)
+    rng = random.Random(seed + 1)
+    truth: dict[str, tuple[str, str]] = {}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    consumer = None
+    feedback_task = None
+    if feedback_rate > 0:
+        consumer = AIOKafkaConsumer(TOPIC_DECISIONS, bootstrap_servers=bootstrap, group_id=f"simulator-{seed}",
+                                    auto_offset_reset="latest")
+        await consumer.start()
+
+        async def answer() -> None:
+            assert consumer is not None
+            async for msg in consumer:
+                try:
+                    decision = json.loads(msg.value or b"{}")
+                    known = truth.pop(decision["ticket_id"], None)
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if known is None or rng.random() >= feedback_rate:
+                    continue
+                event = feedback_for(known[0], known[1], decision, rng)
+                loop = asyncio.get_running_loop()
+                loop.call_later(feedback_delay, lambda e=event: asyncio.ensure_future(
+                    producer.send(TOPIC_FEEDBACK, json.dumps(e).encode(), key=e["ticket_id"].encode())))
+                stats.feedback += 1
+
+        feedback_task = asyncio.create_task(answer())
+    try:
+        interval = 1.0 / rate
+        for ticket in gen.stream(count):
+            if malformed_rate and rng.random() < malformed_rate:
+                await producer.send(TOPIC_RAW, rng.choice(MALFORMED))
+                stats.malformed += 1
+            truth[ticket.message["ticket_id"]] = (ticket.intent, ticket.urgency)
+            await producer.send(TOPIC_RAW, json.dumps(ticket.message).encode(),
+                                key=ticket.message["ticket_id"].encode())
+            stats.tickets += 1
+            await asyncio.sleep(interval)
+        await producer.flush()
+        if feedback_task is not None:
+            await asyncio.sleep(feedback_delay + 1)
+    finally:
+        if feedback_task is not None:
+            feedback_task.cancel()
+        if consumer is not None:
+            await consumer.stop()
+        await producer.stop()
+    return stats

@@ -1,0 +1,1 @@
+"""The embedded local stack: PostgreSQL, a Kafka-protocol broker, Airflow, the worker, the simulator."""
