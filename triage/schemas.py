@@ -11,7 +11,16 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from triage.labels import Arm, ActionStatus, Channel, DeploymentMode, FeedbackKind, LLMCallStatus, ModelStatus, Route
+from triage.labels import (
+    ActionStatus,
+    Arm,
+    Channel,
+    DeploymentMode,
+    FeedbackKind,
+    LLMCallStatus,
+    ModelStatus,
+    Route,
+)
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
 MetaValue = str | int | float | bool | None

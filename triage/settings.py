@@ -64,6 +64,29 @@ class Settings(BaseModel):
     max_body_chars: int = Field(20_000, ge=100, description="Longer ticket bodies go to the DLQ")
     policy_path: Path = Field(PROJECT_ROOT / "streams" / "policy.yaml", description="Routing policy YAML")
 
+    # Monitoring: drift report (Evidently) and metrics rollup (dbt)
+    drift_schedule: str = Field("@hourly", min_length=1, description="Airflow schedule of the drift_report DAG")
+    rollup_schedule: str = Field("@hourly", min_length=1, description="Airflow schedule of the metrics_rollup DAG")
+    drift_min_rows: int = Field(200, ge=10, description="Fewer decisions in a window: no drift verdict")
+    drift_max_rows: int = Field(5000, ge=100, description="Decisions sampled per window for the report")
+    drift_text_auc: float = Field(
+        0.65, gt=0.5, le=1.0, description="Text drift when the domain classifier's ROC AUC reaches this"
+    )
+    drift_prediction_distance: float = Field(
+        0.15, gt=0, le=1.0, description="Prediction drift when a head's Jensen-Shannon distance reaches this"
+    )
+    drift_confidence_distance: float = Field(
+        0.15, gt=0, description="Confidence drift when the normed Wasserstein distance reaches this"
+    )
+    drift_abstention_max: float = Field(0.25, ge=0, le=1.0, description="Drift when the abstention rate exceeds this")
+    drift_mismatch_max: float = Field(
+        0.3, ge=0, le=1.0, description="Drift when the label mismatch rate (feedback vs prediction) exceeds this"
+    )
+    drift_min_feedback: int = Field(30, ge=1, description="Feedback rows needed to judge the label mismatch rate")
+    drift_baseline_hours: int = Field(
+        168, ge=1, description="Hours before the window whose decisions are the confidence baseline"
+    )
+
     @property
     def models_dir(self) -> Path:
         return self.model_store or self.state_dir / "models"

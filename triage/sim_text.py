@@ -146,33 +146,61 @@ REQUESTS: Final[dict[str, tuple[str, ...]]] = {
 
 # Base urgency per intent; cues may raise or lower it.
 BASE_URGENCY: Final[dict[str, str]] = {
-    "card_arrival": "normal", "card_lost_or_stolen": "high", "card_declined": "normal",
-    "pin_blocked": "normal", "transfer_failed": "high", "transfer_pending": "normal",
-    "refund_request": "low", "dispute_charge": "normal", "account_access": "high",
-    "change_personal_details": "low", "close_account": "low", "fees_and_charges": "low",
-    "exchange_rate": "low", "top_up_failed": "normal", "statement_request": "low",
-    "fraud_report": "critical", "loan_inquiry": "low", "complaint": "normal", "out_of_scope": "low",
+    "card_arrival": "normal",
+    "card_lost_or_stolen": "high",
+    "card_declined": "normal",
+    "pin_blocked": "normal",
+    "transfer_failed": "high",
+    "transfer_pending": "normal",
+    "refund_request": "low",
+    "dispute_charge": "normal",
+    "account_access": "high",
+    "change_personal_details": "low",
+    "close_account": "low",
+    "fees_and_charges": "low",
+    "exchange_rate": "low",
+    "top_up_failed": "normal",
+    "statement_request": "low",
+    "fraud_report": "critical",
+    "loan_inquiry": "low",
+    "complaint": "normal",
+    "out_of_scope": "low",
 }
 
 URGENCY_CUES: Final[dict[str, tuple[str, ...]]] = {
     "low": ("No rush on this.", "Whenever you get a chance.", "Just curious.", ""),
     "normal": ("", "Thanks in advance.", "Could you look into it?"),
     "high": ("Please help as soon as possible.", "This is urgent.", "I need this sorted today."),
-    "critical": ("URGENT: I need this fixed right now!", "Please act immediately, this is an emergency.",
-                 "I am losing money as we speak, help now!"),
+    "critical": (
+        "URGENT: I need this fixed right now!",
+        "Please act immediately, this is an emergency.",
+        "I am losing money as we speak, help now!",
+    ),
 }
 
 GREETINGS: Final = ("Hi,", "Hello,", "Dear support team,", "Hey there,", "Good morning,", "")
 SIGNOFFS: Final = ("Thanks,", "Kind regards,", "Best,", "Cheers,", "Regards,")
-NAMES: Final = ("Anna Schmidt", "James O'Brien", "Priya Patel", "Lukas Novak", "Maria Garcia",
-                "Chen Wei", "Sofia Rossi", "Tom Baker", "Amira Haddad", "Jonas Berg")
+NAMES: Final = (
+    "Anna Schmidt",
+    "James O'Brien",
+    "Priya Patel",
+    "Lukas Novak",
+    "Maria Garcia",
+    "Chen Wei",
+    "Sofia Rossi",
+    "Tom Baker",
+    "Amira Haddad",
+    "Jonas Berg",
+)
 MERCHANTS: Final = ("Amazon", "Tesco", "Uber", "Netflix", "IKEA", "Zalando", "Spotify", "Lidl")
 CURRENCIES: Final = ("EUR", "GBP", "USD", "CHF")
 SUBJECTS: Final[dict[str, str]] = {intent: intent.replace("_", " ").capitalize() for intent in REQUESTS}
 
 # Drift mode: a new product's vocabulary and a shifted intent mix.
 DRIFT_PHRASES: Final = (
-    "This is about my new crypto wallet.", "It's for the buy-now-pay-later plan.",
-    "Regarding the virtual card in the new app.", "The instant-savings vault feature is involved.",
+    "This is about my new crypto wallet.",
+    "It's for the buy-now-pay-later plan.",
+    "Regarding the virtual card in the new app.",
+    "The instant-savings vault feature is involved.",
 )
 DRIFT_INTENT_BOOST: Final[dict[str, float]] = {"top_up_failed": 6.0, "exchange_rate": 5.0, "fraud_report": 3.0}

@@ -77,12 +77,14 @@ class TicketGenerator:
 
     def _phone(self) -> str:
         r = self.rng
-        return r.choice([
-            f"+44 7{r.randint(100, 999)} {r.randint(100000, 999999)}",
-            f"+49 151 {r.randint(1000000, 9999999)}",
-            f"(555) {r.randint(200, 999)}-{r.randint(1000, 9999)}",
-            f"07{r.randint(100, 999)} {r.randint(100, 999)} {r.randint(100, 999)}",
-        ])
+        return r.choice(
+            [
+                f"+44 7{r.randint(100, 999)} {r.randint(100000, 999999)}",
+                f"+49 151 {r.randint(1000000, 9999999)}",
+                f"(555) {r.randint(200, 999)}-{r.randint(1000, 9999)}",
+                f"07{r.randint(100, 999)} {r.randint(100, 999)} {r.randint(100, 999)}",
+            ]
+        )
 
     def _card(self) -> str:
         r = self.rng
@@ -130,8 +132,10 @@ class TicketGenerator:
         name = r.choice(T.NAMES)
         channel = r.choices(["email", "chat", "internal"], weights=[0.55, 0.4, 0.05])[0]
         request = r.choice(T.REQUESTS[intent]).format(
-            amount=f"{r.randint(5, 2500)}.{r.randint(0, 99):02d}", merchant=r.choice(T.MERCHANTS),
-            days=r.randint(2, 21), currency=r.choice(T.CURRENCIES),
+            amount=f"{r.randint(5, 2500)}.{r.randint(0, 99):02d}",
+            merchant=r.choice(T.MERCHANTS),
+            days=r.randint(2, 21),
+            currency=r.choice(T.CURRENCIES),
         )
         parts = [request]
         cue = r.choice(T.URGENCY_CUES[urgency])
@@ -140,14 +144,21 @@ class TicketGenerator:
         if drifting and r.random() < 0.7:
             parts.insert(r.randint(0, len(parts)), r.choice(T.DRIFT_PHRASES))
         body = self._typos(" ".join(parts))
+        if channel != "email" and r.random() < 0.3:
+            body = body.lower()  # chat style; applied before PII so planted values stay exact
         pii: dict[str, list[str]] = {}
         if r.random() < self.pii_rate:
             kind = r.choice(["EMAIL", "PHONE", "CARD", "IBAN"])
-            value = {"EMAIL": lambda: self._email(name), "PHONE": self._phone,
-                     "CARD": self._card, "IBAN": self._iban}[kind]()
+            value = {"EMAIL": lambda: self._email(name), "PHONE": self._phone, "CARD": self._card, "IBAN": self._iban}[
+                kind
+            ]()
             pii.setdefault(kind, []).append(value)
-            lead = {"EMAIL": "You can reach me at", "PHONE": "Call me on", "CARD": "My card number is",
-                    "IBAN": "My IBAN is"}[kind]
+            lead = {
+                "EMAIL": "You can reach me at",
+                "PHONE": "Call me on",
+                "CARD": "My card number is",
+                "IBAN": "My IBAN is",
+            }[kind]
             body += f" {lead} {value}."
         if channel == "email":
             greeting = r.choice(T.GREETINGS)
@@ -156,7 +167,6 @@ class TicketGenerator:
                 body += f"\n\nOn Mon, {name.split()[0]} wrote:\n> Thank you for contacting us.\n> Ticket received."
             subject = r.choice([T.SUBJECTS[intent], "Help needed", "Question", f"Re: {T.SUBJECTS[intent]}"])
         else:
-            body = body.lower() if r.random() < 0.3 else body
             subject = ""
         message = {
             "ticket_id": f"T-{uuid.UUID(int=r.getrandbits(128)).hex[:16]}",
@@ -185,8 +195,9 @@ MALFORMED: tuple[bytes, ...] = (
 )
 
 
-def feedback_for(truth_intent: str, truth_urgency: str, decision: dict[str, Any], rng: random.Random,
-                 reviewer: str = "sim-reviewer") -> dict[str, Any]:
+def feedback_for(
+    truth_intent: str, truth_urgency: str, decision: dict[str, Any], rng: random.Random, reviewer: str = "sim-reviewer"
+) -> dict[str, Any]:
     """A reviewer's verdict on a decision: confirm when the model was right, else correct it."""
     prediction = decision.get("prediction", {}).get("heads", {})
     predicted_intent = prediction.get("intent", {}).get("label")
@@ -215,6 +226,9 @@ def write_csv(path: Path, count: int, seed: int, ood_rate: float = 0.05, drift_a
     return count
 
 
+_MAX_UNANSWERED = 100_000
+
+
 @dataclass
 class SimStats:
     tickets: int = 0
@@ -222,9 +236,19 @@ class SimStats:
     feedback: int = 0
 
 
-async def run(bootstrap: str, *, rate: float, count: int | None, seed: int, drift_after: int | None,
-              feedback_rate: float, feedback_delay: float, malformed_rate: float, ood_rate: float = 0.02,
-              stats: SimStats | None = None) -> SimStats:
+async def run(
+    bootstrap: str,
+    *,
+    rate: float,
+    count: int | None,
+    seed: int,
+    drift_after: int | None,
+    feedback_rate: float,
+    feedback_delay: float,
+    malformed_rate: float,
+    ood_rate: float = 0.02,
+    stats: SimStats | None = None,
+) -> SimStats:
     """Produce tickets at `rate`/s (forever when count is None) and feedback on the decisions seen."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -232,14 +256,23 @@ async def run(bootstrap: str, *, rate: float, count: int | None, seed: int, drif
     gen = TicketGenerator(seed=seed, drift_after=drift_after, ood_rate=ood_rate)
     rng = random.Random(seed + 1)
     truth: dict[str, tuple[str, str]] = {}
+    pending: set[asyncio.Future[Any]] = set()  # keep references to scheduled sends
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     consumer = None
     feedback_task = None
     if feedback_rate > 0:
-        consumer = AIOKafkaConsumer(TOPIC_DECISIONS, bootstrap_servers=bootstrap, group_id=f"simulator-{seed}",
-                                    auto_offset_reset="latest")
+        consumer = AIOKafkaConsumer(
+            TOPIC_DECISIONS, bootstrap_servers=bootstrap, group_id=f"simulator-{seed}", auto_offset_reset="latest"
+        )
         await consumer.start()
+
+        def _send_later(event: dict[str, Any]) -> None:
+            fut = asyncio.ensure_future(
+                producer.send(TOPIC_FEEDBACK, json.dumps(event).encode(), key=event["ticket_id"].encode())
+            )
+            pending.add(fut)
+            fut.add_done_callback(pending.discard)
 
         async def answer() -> None:
             assert consumer is not None
@@ -252,9 +285,7 @@ async def run(bootstrap: str, *, rate: float, count: int | None, seed: int, drif
                 if known is None or rng.random() >= feedback_rate:
                     continue
                 event = feedback_for(known[0], known[1], decision, rng)
-                loop = asyncio.get_running_loop()
-                loop.call_later(feedback_delay, lambda e=event: asyncio.ensure_future(
-                    producer.send(TOPIC_FEEDBACK, json.dumps(e).encode(), key=e["ticket_id"].encode())))
+                asyncio.get_running_loop().call_later(feedback_delay, _send_later, event)
                 stats.feedback += 1
 
         feedback_task = asyncio.create_task(answer())
@@ -265,8 +296,11 @@ async def run(bootstrap: str, *, rate: float, count: int | None, seed: int, drif
                 await producer.send(TOPIC_RAW, rng.choice(MALFORMED))
                 stats.malformed += 1
             truth[ticket.message["ticket_id"]] = (ticket.intent, ticket.urgency)
-            await producer.send(TOPIC_RAW, json.dumps(ticket.message).encode(),
-                                key=ticket.message["ticket_id"].encode())
+            if len(truth) > _MAX_UNANSWERED:  # tickets never decided (no worker): forget the oldest
+                truth.pop(next(iter(truth)))
+            await producer.send(
+                TOPIC_RAW, json.dumps(ticket.message).encode(), key=ticket.message["ticket_id"].encode()
+            )
             stats.tickets += 1
             await asyncio.sleep(interval)
         await producer.flush()

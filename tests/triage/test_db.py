@@ -50,8 +50,10 @@ def test_edited_migration_is_refused(db_url):
 
 def test_one_champion_per_model_is_enforced_by_the_database(db_url):
     row = ("m", "{}", "base", "fp", "/x", "0" * 64)
-    sql = (f"INSERT INTO {SCHEMA}.model_versions (name, version, status, heads, base_model, data_fingerprint,"
-           " artifact_path, artifact_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
+    sql = (
+        f"INSERT INTO {SCHEMA}.model_versions (name, version, status, heads, base_model, data_fingerprint,"
+        " artifact_path, artifact_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    )
     with db.connect(db_url, autocommit=True) as conn:
         conn.execute(sql, (row[0], 1, "champion", *row[1:]))
         conn.execute(sql, (row[0], 2, "candidate", *row[1:]))

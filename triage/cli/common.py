@@ -14,7 +14,11 @@ class UsageError(ValueError):
 
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    StackError, SettingsError, DatabaseUnavailable, UsageError, FileNotFoundError,
+    StackError,
+    SettingsError,
+    DatabaseUnavailable,
+    UsageError,
+    FileNotFoundError,
 )
 
 

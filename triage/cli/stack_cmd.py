@@ -24,15 +24,21 @@ def register(sub: Any) -> None:
     sim.add_argument("--rate", type=float, default=5.0, help="tickets per second (default 5)")
     sim.add_argument("--count", type=int, default=None, help="stop after N tickets (default: forever)")
     sim.add_argument("--seed", type=int, default=0, help="random seed for repeatable traffic")
-    sim.add_argument("--drift-after", type=int, default=None,
-                     help="after N tickets, shift vocabulary and intent mix (drift mode)")
-    sim.add_argument("--feedback-rate", type=float, default=0.3,
-                     help="share of decisions a reviewer answers (default 0.3)")
+    sim.add_argument(
+        "--drift-after", type=int, default=None, help="after N tickets, shift vocabulary and intent mix (drift mode)"
+    )
+    sim.add_argument(
+        "--feedback-rate", type=float, default=0.3, help="share of decisions a reviewer answers (default 0.3)"
+    )
     sim.add_argument("--feedback-delay", type=float, default=10.0, help="seconds before feedback arrives")
     sim.add_argument("--malformed-rate", type=float, default=0.0, help="share of malformed messages to mix in")
     sim.add_argument("--ood-rate", type=float, default=0.02, help="share of out-of-scope tickets")
-    sim.add_argument("--to-csv", type=Path, default=None,
-                     help="write a labelled training CSV instead of producing to Kafka (needs --count)")
+    sim.add_argument(
+        "--to-csv",
+        type=Path,
+        default=None,
+        help="write a labelled training CSV instead of producing to Kafka (needs --count)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
 
@@ -71,14 +77,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.to_csv is not None:
         if not args.count:
             raise UsageError("--to-csv needs --count N (how many labelled rows to write)")
-        n = simulator.write_csv(args.to_csv, args.count, args.seed, ood_rate=args.ood_rate,
-                                drift_after=args.drift_after)
+        n = simulator.write_csv(
+            args.to_csv, args.count, args.seed, ood_rate=args.ood_rate, drift_after=args.drift_after
+        )
         print(f"wrote {n} labelled tickets to {args.to_csv}")
         return 0
-    stats = asyncio.run(simulator.run(
-        get_settings().bootstrap_servers, rate=args.rate, count=args.count, seed=args.seed,
-        drift_after=args.drift_after, feedback_rate=args.feedback_rate, feedback_delay=args.feedback_delay,
-        malformed_rate=args.malformed_rate, ood_rate=args.ood_rate,
-    ))
+    stats = asyncio.run(
+        simulator.run(
+            get_settings().bootstrap_servers,
+            rate=args.rate,
+            count=args.count,
+            seed=args.seed,
+            drift_after=args.drift_after,
+            feedback_rate=args.feedback_rate,
+            feedback_delay=args.feedback_delay,
+            malformed_rate=args.malformed_rate,
+            ood_rate=args.ood_rate,
+        )
+    )
     print(f"sent {stats.tickets} tickets, {stats.malformed} malformed, {stats.feedback} feedback events")
     return 0

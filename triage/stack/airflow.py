@@ -74,6 +74,12 @@ class EmbeddedAirflow:
         airflow_home(self.settings).mkdir(parents=True, exist_ok=True)
         airflow_bin = str(Path(sys.executable).parent / "airflow")
         self.proc = spawn([airflow_bin, "standalone"], self.log_path, env=env, cwd=PROJECT_ROOT)
-        wait_until(lambda: check_airflow(self.settings.airflow_port), timeout, "Airflow",
-                   self.log_path, self.proc, interval=3.0)
+        wait_until(
+            lambda: check_airflow(self.settings.airflow_port),
+            timeout,
+            "Airflow",
+            self.log_path,
+            self.proc,
+            interval=3.0,
+        )
         return self.proc

@@ -72,8 +72,16 @@ class EmbeddedKafka:
     def start(self, timeout: float = 30.0) -> subprocess.Popen[bytes]:
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = spawn(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             self.log_path,
         )
         wait_until(lambda: check_broker(self.bootstrap), timeout, "Kafka broker", self.log_path, self.proc)

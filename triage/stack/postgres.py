@@ -65,7 +65,10 @@ class EmbeddedPostgres:
             return
         result = subprocess.run(
             [str(_pg_bin() / "initdb"), "--auth=trust", "--encoding=utf8", "-U", "postgres", "-D", str(self.data_dir)],
-            capture_output=True, text=True, user=user, check=False,
+            capture_output=True,
+            text=True,
+            user=user,
+            check=False,
         )
         if result.returncode != 0:
             raise StackError(f"initdb of {self.data_dir} failed: {result.stderr.strip()[-300:]}")
@@ -78,8 +81,21 @@ class EmbeddedPostgres:
             # refuses to start only if that pid is still a live postgres, so leave it to postgres.
             pass
         self.proc = spawn(
-            [str(_pg_bin() / "postgres"), "-D", str(self.data_dir), "-k", str(self.data_dir),
-             "-h", "", "-p", str(self.port), "-c", "max_connections=200", "-c", "fsync=on"],
+            [
+                str(_pg_bin() / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-k",
+                str(self.data_dir),
+                "-h",
+                "",
+                "-p",
+                str(self.port),
+                "-c",
+                "max_connections=200",
+                "-c",
+                "fsync=on",
+            ],
             self.log_path,
             user=_system_user(),
         )

@@ -23,12 +23,16 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child still answers kill(0); reap it if it is ours.
+    # A zombie still answers kill(0): reap it if it is ours, and count it as gone either way.
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -46,8 +50,7 @@ def free_port() -> int:
 def require_free_port(port: int, what: str, setting: str) -> None:
     if port_in_use(port):
         raise StackError(
-            f"port {port} for {what} is in use by another process; stop that process "
-            f"or set {setting} to a free port"
+            f"port {port} for {what} is in use by another process; stop that process or set {setting} to a free port"
         )
 
 
@@ -115,8 +118,14 @@ def _group_has_live_members(pgid: int) -> bool:
     return False
 
 
-def wait_until(check: Callable[[], str | None], timeout: float, what: str, log_path: Path | None = None,
-               proc: subprocess.Popen[bytes] | None = None, interval: float = 0.5) -> None:
+def wait_until(
+    check: Callable[[], str | None],
+    timeout: float,
+    what: str,
+    log_path: Path | None = None,
+    proc: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.5,
+) -> None:
     """Poll `check` (None = healthy, else the reason) until healthy; raise StackError on timeout or exit."""
     deadline = time.monotonic() + timeout
     reason = "not checked yet"

@@ -110,10 +110,14 @@ class Supervisor:
         if prior is not None:
             pid = int(prior.get("supervisor", -1))
             if pid > 0 and pid_alive(pid):
-                raise StackError(f"Triage is already running (supervisor pid {pid}); "
-                                 "see `triage status`, or stop it with `triage down`")
-            raise StackError(f"stale pid file {self.state.path} (supervisor pid {pid} is gone); "
-                             "run `triage down` to stop any leftover parts and remove it")
+                raise StackError(
+                    f"Triage is already running (supervisor pid {pid}); "
+                    "see `triage status`, or stop it with `triage down`"
+                )
+            raise StackError(
+                f"stale pid file {self.state.path} (supervisor pid {pid} is gone); "
+                "run `triage down` to stop any leftover parts and remove it"
+            )
         s = self.settings
         if s.embedded_kafka:
             require_free_port(s.kafka_port, "the embedded Kafka broker", "TRIAGE_KAFKA_PORT")
@@ -124,8 +128,10 @@ class Supervisor:
             raise StackError(f"stream environment not found at {s.stream_python}; run `make install`")
 
     def _record(self) -> None:
-        parts = {name: {"pid": p.pid, "log": str(self.logs / f"{name}.log"), "where": self.where.get(name, "")}
-                 for name, p in self.procs.items()}
+        parts = {
+            name: {"pid": p.pid, "log": str(self.logs / f"{name}.log"), "where": self.where.get(name, "")}
+            for name, p in self.procs.items()
+        }
         self.state.write({"supervisor": os.getpid(), "started_at": datetime.now(UTC).isoformat(), "parts": parts})
 
     def start_postgres(self) -> None:
@@ -140,8 +146,10 @@ class Supervisor:
             raise StackError(reason)
         self.where["postgres"] = db.redact(s.db_url())
         applied = db.migrate(s.db_url())
-        self.say(f"  postgres   ready   {self.where['postgres']}"
-                 + (f"  (migrated: {', '.join(applied)})" if applied else ""))
+        self.say(
+            f"  postgres   ready   {self.where['postgres']}"
+            + (f"  (migrated: {', '.join(applied)})" if applied else "")
+        )
 
     def start_kafka(self) -> None:
         s = self.settings
@@ -150,11 +158,20 @@ class Supervisor:
             self.procs["kafka"] = broker.start()
             self._record()
         elif (reason := check_broker(s.bootstrap_servers, timeout=5)) is not None:
-            raise StackError(f"cannot reach Kafka at {s.bootstrap_servers} ({reason}); "
-                             "start it or set KAFKA_BOOTSTRAP_SERVERS to a reachable broker")
+            raise StackError(
+                f"cannot reach Kafka at {s.bootstrap_servers} ({reason}); "
+                "start it or set KAFKA_BOOTSTRAP_SERVERS to a reachable broker"
+            )
         ensure_topics(s.bootstrap_servers, TOPICS, s.kafka_partitions)
         self.where["kafka"] = s.bootstrap_servers
         self.say(f"  kafka      ready   {s.bootstrap_servers}  topics: {', '.join(TOPICS)}")
+
+    def ensure_model(self) -> None:
+        """Train and register a champion on simulated tickets when the registry has none."""
+        from ml.bootstrap import ensure_champion
+
+        mv = ensure_champion(self.settings, say=self.say)
+        self.say(f"  model      ready   {mv.name} v{mv.version} ({mv.status})")
 
     def start_airflow(self) -> None:
         self.say("  airflow    starting (first start migrates its database: a few minutes)")
@@ -186,8 +203,9 @@ class Supervisor:
         s = self.settings
         log = self.logs / "simulator.log"
         triage_bin = str(Path(sys.executable).parent / "triage")
-        self.procs["simulator"] = spawn([triage_bin, "simulate", "--rate", str(s.simulator_rate)], log,
-                                        env=self.child_env(), cwd=PROJECT_ROOT)
+        self.procs["simulator"] = spawn(
+            [triage_bin, "simulate", "--rate", str(s.simulator_rate)], log, env=self.child_env(), cwd=PROJECT_ROOT
+        )
         self.where["simulator"] = f"{s.simulator_rate:g} tickets/s -> tickets.raw"
         self._record()
         self.say(f"  simulator  running {self.where['simulator']}  (log: {log})")
@@ -197,10 +215,13 @@ class Supervisor:
         self.logs.mkdir(parents=True, exist_ok=True)
         self._record()
         started = time.monotonic()
-        self.say("Starting Triage on " + ("embedded defaults" if self.settings.embedded_postgres else "external services"))
+        self.say(
+            "Starting Triage on " + ("embedded defaults" if self.settings.embedded_postgres else "external services")
+        )
         try:
             self.start_postgres()
             self.start_kafka()
+            self.ensure_model()
             if self.settings.airflow:
                 self.start_airflow()
             self.start_worker()
@@ -209,7 +230,9 @@ class Supervisor:
         except BaseException:
             self.stop_all()
             raise
-        self.say(f"All parts healthy in {time.monotonic() - started:.0f}s. Logs: {self.logs}. Ctrl-C or `triage down` stops.")
+        self.say(
+            f"All parts healthy in {time.monotonic() - started:.0f}s. Logs: {self.logs}. Ctrl-C or `triage down` stops."
+        )
         if block:
             self.wait()
 
