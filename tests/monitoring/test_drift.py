@@ -1,0 +1,110 @@
+"""Evidently drift on seeded windows: flagged with the simulator's drift mode, not without it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitoring import drift
+from tests.monitoring.conftest import fresh_db
+from tests.monitoring.seed import MODEL, seed_window
+from triage import db
+
+T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+CLEAN = (T0 + timedelta(hours=24), T0 + timedelta(hours=25))
+DRIFTED = (T0 + timedelta(hours=25), T0 + timedelta(hours=26))
+THIN = (T0 + timedelta(hours=26), T0 + timedelta(hours=27))
+THRESHOLDS = drift.DriftThresholds(min_rows=200, min_feedback=30)
+
+
+@pytest.fixture(scope="module")
+def seeded(pg_server, reference_csv: Path, tmp_path_factory: pytest.TempPathFactory):
+    url = fresh_db(pg_server, "drift")
+    seed_window(url, T0, CLEAN[0], 400, seed=11)  # the confidence baseline
+    seed_window(url, *CLEAN, 400, seed=12)
+    seed_window(url, *DRIFTED, 400, seed=13, drift=True)
+    seed_window(url, *THIN, 20, seed=14)
+    reports = tmp_path_factory.mktemp("reports")
+    results = {
+        name: drift.run_drift_report(*window, url=url, model_name=MODEL, reference_path=reference_csv,
+                                     reports_dir=reports, thresholds=THRESHOLDS)
+        for name, window in (("clean", CLEAN), ("drifted", DRIFTED), ("thin", THIN))
+    }
+    return url, results
+
+
+def test_clean_window_has_no_drift(seeded) -> None:
+    _, results = seeded
+    clean = results["clean"]
+    assert clean.status == drift.STATUS_OK
+    assert not clean.drift_detected, clean.reasons
+    assert clean.metrics["text_drift"]["score"] < THRESHOLDS.text_auc
+    assert clean.metrics["intent_confidence_drift"]["drift"] is False  # baseline was used
+    assert Path(clean.report_path).is_file()
+
+
+def test_drifted_window_is_flagged_with_reasons(seeded) -> None:
+    _, results = seeded
+    drifted = results["drifted"]
+    assert drifted.drift_detected
+    assert drifted.metrics["text_drift"]["drift"] is True
+    assert drifted.metrics["intent_drift"]["drift"] is True
+    assert any(r.startswith("text drift") for r in drifted.reasons)
+    html = Path(drifted.report_path).read_text(encoding="utf-8")
+    assert "Absolute text content drift" in html
+
+
+def test_thin_window_gives_no_verdict_and_no_report(seeded) -> None:
+    _, results = seeded
+    thin = results["thin"]
+    assert thin.status == drift.STATUS_INSUFFICIENT
+    assert not thin.drift_detected and thin.report_path is None
+    assert "too little data" in thin.reasons[0]
+
+
+def test_rows_are_upserted_once_per_window(seeded, reference_csv: Path, tmp_path: Path) -> None:
+    url, results = seeded
+    again = drift.run_drift_report(*THIN, url=url, model_name=MODEL, reference_path=reference_csv,
+                                   reports_dir=tmp_path, thresholds=THRESHOLDS)
+    assert again.status == drift.STATUS_INSUFFICIENT
+    with db.connect(url) as conn:
+        rows = conn.execute("SELECT window_start, drift_detected, metrics->>'status' AS status "
+                            "FROM triage.drift_reports ORDER BY window_start").fetchall()
+    assert [(r["window_start"], r["drift_detected"], r["status"]) for r in rows] == [
+        (CLEAN[0], False, "ok"), (DRIFTED[0], True, "ok"), (THIN[0], False, "insufficient_data")]
+    listed = drift.latest_reports(url)
+    assert listed[0]["window_start"] == THIN[0]
+
+
+def test_mismatch_threshold_flags_a_clean_window(seeded, reference_csv: Path, tmp_path: Path) -> None:
+    url, _ = seeded
+    strict = replace(THRESHOLDS, mismatch_max=0.0)
+    result = drift.run_drift_report(*CLEAN, url=url, model_name=MODEL, reference_path=reference_csv,
+                                    reports_dir=tmp_path, thresholds=strict)
+    assert result.drift_detected
+    assert [r for r in result.reasons if r.startswith("label mismatch rate")]
+
+
+def test_missing_reference_names_the_file(db_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "reference.csv"
+    with pytest.raises(drift.DriftInputError, match="nope/reference.csv"):
+        drift.run_drift_report(*CLEAN, url=db_url, model_name=MODEL, reference_path=missing)
+
+
+def test_no_champion_says_how_to_fix(db_url: str) -> None:
+    with pytest.raises(drift.DriftInputError, match="no champion"):
+        drift.run_drift_report(*CLEAN, url=db_url, model_name=MODEL)
+
+
+def test_scrub_removes_pii_and_placeholders() -> None:
+    text = "Call me on +44 7123 456789 or a.b@gmail.com, card 4111-1111-1111-1111, <EMAIL> [CARD] DE89 3704 0044"
+    assert drift.scrub(text) == "call me on or card ,"
+
+
+def test_reference_file_name_matches_the_model_layout() -> None:
+    from ml import layout
+
+    assert drift.REFERENCE_FILE == layout.REFERENCE
