@@ -87,6 +87,12 @@ class Settings(BaseModel):
         168, ge=1, description="Hours before the window whose decisions are the confidence baseline"
     )
 
+    # Data quality gate (Great Expectations)
+    quality_max_latency_ms: float = Field(2_000.0, gt=0, description="Decision latency bound checked by the gate")
+    quality_max_duplicate_rate: float = Field(
+        0.05, ge=0, le=1, description="Largest share of tickets labelled more than once"
+    )
+
     @property
     def models_dir(self) -> Path:
         return self.model_store or self.state_dir / "models"
