@@ -1,0 +1,76 @@
+"""A tiny BERT (2 layers, hidden 32) with its own WordPiece vocabulary, trained for a few seconds on
+simulator tickets and written as a complete model folder (ONNX fp32 + int8, tokenizer, label maps,
+thresholds). For tests and for stream development; its predictions are weak on purpose.
+
+    .venv/bin/python -m ml.tiny OUT_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from triage.labels import HEADS, OOD_LABEL
+
+
+def build_tiny_base(base_dir: Path, texts: list[str], seed: int = 0) -> Path:
+    """A random-init BERT folder with a WordPiece tokenizer trained on `texts`."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=1500, special_tokens=special,
+                                                             show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=128)
+    base_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(base_dir))
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=130, pad_token_id=0)
+    BertModel(config, add_pooling_layer=False).save_pretrained(str(base_dir))
+    return base_dir
+
+
+def build_tiny_model(out_dir: Path, seed: int = 0, rows: int = 600, epochs: int = 4, say: object = None) -> Path:
+    """Write a complete, small model folder to `out_dir` (about 10 s on 2 cores); returns it."""
+    from ml.data import load_file
+    from ml.train import TrainingArgs, train
+    from triage.simulator import write_csv
+
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="triage-tiny-") as tmp:
+        csv_path = Path(tmp) / "sim.csv"
+        write_csv(csv_path, rows, seed=seed, ood_rate=0.08)
+        ds = load_file(csv_path, label_cols=list(HEADS), ood_label=OOD_LABEL)
+        base = build_tiny_base(Path(tmp) / "base", ds.texts, seed=seed)
+        args = TrainingArgs(output_dir=str(out_dir), data=str(csv_path), base=str(base), ood_label=OOD_LABEL,
+                            epochs=epochs, batch_size=16, lr_encoder=3e-3, lr_heads=1e-2, dropout=0.0, patience=epochs,
+                            max_length=96, val_fraction=0.2, seed=seed, progress=False, reference_rows=500)
+        train(args, say=(lambda _m: None) if say is None else say, dataset=ds)  # type: ignore[arg-type]
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ml.tiny", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("out_dir", type=Path, help="model folder to write")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    build_tiny_model(a.out_dir, seed=a.seed, say=print)
+    print(a.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
