@@ -1,0 +1,143 @@
+"""The dbt project: sources match triage/names.py; `dbt build` passes on seeded data; KPI numbers by hand."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitoring import rollup
+from tests.monitoring import fixtures
+from tests.monitoring.conftest import fresh_db
+from tests.monitoring.seed import seed_window
+from triage import db, names
+
+DBT = rollup.DBT_PROJECT_DIR
+
+
+def test_sources_name_the_tables_of_names_py() -> None:
+    sources = yaml.safe_load((DBT / "models" / "staging" / "_staging__sources.yml").read_text())["sources"]
+    (source,) = sources
+    assert source["schema"] == names.SCHEMA
+    tables = {t["name"] for t in source["tables"]}
+    assert tables <= set(names.TABLES), tables - set(names.TABLES)
+    used = {names.T_DECISIONS, names.T_FEEDBACK, names.T_LLM_CALLS, names.T_ACTIONS, names.T_MODEL_VERSIONS,
+            names.T_DRIFT_REPORTS}
+    assert tables == used
+
+
+def test_marts_go_to_the_analytics_schema() -> None:
+    project = yaml.safe_load((DBT / "dbt_project.yml").read_text())
+    assert project["models"]["triage"]["marts"]["+schema"] == names.ANALYTICS_SCHEMA
+    profile = yaml.safe_load((DBT / "profiles.yml").read_text())
+    assert profile["triage"]["outputs"]["default"]["schema"] == names.ANALYTICS_SCHEMA
+
+
+def test_dbt_env_splits_a_socket_url() -> None:
+    env = rollup.dbt_env("postgresql://postgres@/triage_x?host=/tmp/sock&port=6543", base={})
+    got = (env["DBT_TRIAGE_HOST"], env["DBT_TRIAGE_PORT"], env["DBT_TRIAGE_DBNAME"])
+    assert got == ("/tmp/sock", "6543", "triage_x")
+    env = rollup.dbt_env("postgresql://u:s3cret@db.example:5433/prod", base={})
+    assert env["DBT_ENV_SECRET_TRIAGE_PASSWORD"] == "s3cret" and env["DBT_TRIAGE_HOST"] == "db.example"
+
+
+@pytest.fixture(scope="module")
+def built(pg_server, tmp_path_factory: pytest.TempPathFactory):
+    """One database with the hand fixture and a simulator day, built once (dbt is slow)."""
+    url = fresh_db(pg_server, "dbt")
+    fixtures.register_models(url, {1: "champion", 2: "canary"})
+    fixtures.insert_hand_fixture(url)
+    day2 = fixtures.HOUR + timedelta(days=1)
+    seed_window(url, day2, day2 + timedelta(hours=3), 300, seed=5, canary_share=0.2)
+    target = tmp_path_factory.mktemp("dbt_target")
+    result = rollup.build(url, target_path=target)
+    return url, target, result
+
+
+def _kpi(url: str, grain: str, breakdown: str, **dims: object) -> dict:
+    where = " AND ".join(f"{k} = %({k})s" for k in dims)
+    with db.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT * FROM {names.ANALYTICS_SCHEMA}.agg_triage_kpis WHERE grain = %(grain)s AND "
+            f"breakdown = %(breakdown)s AND period_start = %(start)s" + (f" AND {where}" if where else ""),
+            {"grain": grain, "breakdown": breakdown, "start": fixtures.HOUR if grain == "hour"
+             else fixtures.HOUR.replace(hour=0), **dims},
+        ).fetchall()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_build_passes_with_unit_tests(built) -> None:
+    _, _, result = built
+    statuses = {r["unique_id"]: r["status"] for r in result.results}
+    assert all(s in ("success", "pass") for s in statuses.values()), statuses
+    assert "unit_test.triage.int_decisions_joined_to_feedback.test_override_logic" in statuses
+    assert "unit_test.triage.int_decisions_joined_to_llm_calls_and_actions.test_cost_logic" in statuses
+    assert any(u.startswith("test.triage.relationships_fct_decisions_model_version_key") for u in statuses)
+
+
+@pytest.mark.parametrize("grain", ["hour", "day"])
+def test_overall_kpis_match_the_hand_computation(built, grain: str) -> None:
+    url, _, _ = built
+    row = _kpi(url, grain, "overall")
+    assert row["tickets"] == 6
+    assert row["automated_completions"] == 1  # H1 only: H2 overridden, H6's action failed
+    assert row["automated_completion_rate"] == Decimal("0.1667")
+    assert (row["reviewed"], row["overrides"]) == (3, 1)
+    assert row["override_rate"] == Decimal("0.3333")
+    assert row["abstention_rate"] == Decimal("0.1667")
+    assert row["e2e_latency_p50_ms"] == pytest.approx(35.0)
+    assert row["e2e_latency_p95_ms"] == pytest.approx(57.5)  # 50 + 0.75 * (60 - 50)
+    assert row["e2e_latency_p99_ms"] == pytest.approx(59.5)
+    assert row["inference_p95_ms"] == pytest.approx(5.75)
+    assert (row["llm_calls"], row["tokens_total"]) == (2, 700)
+    assert row["cost_usd_total"] == Decimal("0.003")
+    assert row["cost_per_ticket_usd"] == Decimal("0.0005")
+    assert row["cost_per_1k_tickets_usd"] == Decimal("0.5")
+    assert row["drift_flag"] is True
+
+
+def test_breakdowns_by_route_and_model_version(built) -> None:
+    url, _, _ = built
+    auto = _kpi(url, "hour", "route", route="auto_resolve")
+    assert (auto["tickets"], auto["automated_completions"], auto["overrides"]) == (3, 1, 1)
+    assert auto["intent"] is None and auto["channel"] is None
+    canary = _kpi(url, "hour", "model_version", model_version_key="triage-classifier:v2")
+    assert (canary["arm"], canary["tickets"], canary["automated_completion_rate"]) == ("canary", 1, Decimal("0"))
+    draft = _kpi(url, "hour", "intent", intent="complaint")
+    assert draft["cost_per_1k_tickets_usd"] == Decimal("3")
+    none = _kpi(url, "hour", "intent", intent="(none)")
+    assert none["abstention_rate"] == Decimal("1")
+
+
+def test_seeded_day_has_no_drift_flag_and_sane_rates(built) -> None:
+    url, _, _ = built
+    with db.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT tickets, automated_completion_rate, override_rate, drift_flag FROM {names.ANALYTICS_SCHEMA}"
+            ".agg_triage_kpis WHERE grain = 'day' AND breakdown = 'overall' ORDER BY period_start").fetchall()
+    assert [r["tickets"] for r in rows] == [6, 300]
+    assert rows[1]["drift_flag"] is False
+    assert 0 < rows[1]["automated_completion_rate"] < 1 and 0 < rows[1]["override_rate"] < 1
+
+
+def test_failing_test_is_named(built) -> None:
+    url, target, _ = built
+    with db.connect(url) as conn:
+        conn.execute("UPDATE triage.decisions SET model_version = 9 WHERE ticket_id = 'H1'")
+    try:
+        with pytest.raises(rollup.RollupError, match="relationships_fct_decisions_model_version_key"):
+            rollup.build(url, target_path=target, select="fct_decisions")
+    finally:
+        with db.connect(url) as conn:
+            conn.execute("UPDATE triage.decisions SET model_version = 1 WHERE ticket_id = 'H1'")
+
+
+def test_docs_generate_writes_the_catalog(built) -> None:
+    url, target, _ = built
+    rollup.docs_generate(url, target_path=target)
+    assert (Path(target) / "catalog.json").is_file()
+    assert (Path(target) / "index.html").is_file()
