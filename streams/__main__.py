@@ -1,0 +1,76 @@
+"""`python -m streams worker`: run the stream worker (what `triage up` starts)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from triage.names import TOPICS
+from triage.settings import SettingsError, get_settings
+
+log = logging.getLogger("streams")
+
+
+def _ensure_topics(bootstrap: str, partitions: int, timeout: float = 60.0) -> None:
+    from triage.stack.kafka import ensure_topics
+
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        try:
+            ensure_topics(bootstrap, TOPICS, partitions)
+            return
+        except Exception as exc:  # noqa: BLE001 - retried, then reported with the fix
+            if time.monotonic() > deadline:
+                raise SystemExit(f"cannot reach Kafka at {bootstrap} ({exc}); start it or set "
+                                 "KAFKA_BOOTSTRAP_SERVERS to a reachable broker") from None
+            log.warning("broker not ready (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def worker(loglevel: str) -> int:
+    import faust  # noqa: F401 - imported here so `--help` stays fast
+
+    from streams.app import create_app
+    from streams.policy import PolicyError
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _ensure_topics(settings.bootstrap_servers, settings.kafka_partitions)
+    try:
+        w = create_app(settings)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    w.app.conf.datadir.parent.mkdir(parents=True, exist_ok=True)
+    # Load the models before consuming, so the first tickets are classified, not sent to people.
+    asyncio.run(w.models.refresh())
+    log.info("starting with models %s and policy %s", w.models.current.describe(), w.policy.current.version)
+    from faust.worker import Worker as FaustWorker
+
+    fw = FaustWorker(w.app, loglevel=loglevel, quiet=True, override_logging=True)
+    fw.execute_from_commandline()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streams", description="Triage stream worker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="consume tickets.raw and tickets.feedback; serve /health and /metrics")
+    w.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "worker":
+        return worker(args.loglevel)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

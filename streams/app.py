@@ -1,0 +1,269 @@
+"""The faust app: topics, agents, timers and web pages, in that order, built by `create_app`.
+
+Agents are thin: take a micro-batch of events, hand their bytes and origin to the `Pipeline`, and
+let faust ack the offsets once the pipeline returned (it only returns after the batch is stored
+and published). Built by a factory rather than at import so tests can build it with their own
+settings and the module stays free of side effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.audit import AuditSink
+from streams.ingest import Source
+from streams.metrics import CONTENT_TYPE, Metrics
+from streams.models import ModelManager, default_loader
+from streams.pipeline import Pipeline, RawMessage
+from streams.policy import PolicyWatcher
+from triage.names import TOPIC_DECISIONS, TOPIC_DLQ, TOPIC_FEEDBACK, TOPIC_RAW, WORKER_GROUP
+from triage.settings import Settings
+
+log = logging.getLogger(__name__)
+MODEL_POLL_SECONDS = 3.0
+POLICY_POLL_SECONDS = 1.0
+LAG_POLL_SECONDS = 5.0
+# On SIGTERM the batch in hand gets this long to be stored; if it cannot be (a dependency is down),
+# the process exits without committing it, so it is replayed by whichever worker takes the partition.
+SHUTDOWN_GRACE_SECONDS = 15.0
+EXIT_UNFINISHED = 75
+REBALANCE_TIMEOUT_SECONDS = 6.0
+SESSION_TIMEOUT_SECONDS = 10.0
+
+
+class FaustPublisher:
+    """Sends to faust topics immediately (not attached to the current event) and waits for the broker."""
+
+    def __init__(self, topics: dict[str, faust.TopicT]) -> None:
+        self.topics = topics
+
+    async def publish(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+        target = self.topics[topic]
+        futures = [await target.send(key=k, value=v, force=True) for k, v in items]
+        await asyncio.gather(*futures)
+
+
+@dataclass
+class Health:
+    joined: bool = False
+    started_at: float = field(default_factory=time.time)
+    down: dict[str, str] = field(default_factory=dict)
+
+    def set_dependency(self, name: str, error: str | None) -> None:
+        if error is None:
+            self.down.pop(name, None)
+        else:
+            self.down[name] = error
+
+
+@dataclass
+class Worker:
+    """The app and everything its agents use."""
+
+    app: faust.App
+    settings: Settings
+    pipeline: Pipeline
+    models: ModelManager
+    policy: PolicyWatcher
+    metrics: Metrics
+    health: Health
+
+    def health_body(self) -> dict[str, Any]:
+        problems = [f"{dep} unavailable: {err}" for dep, err in self.health.down.items()]
+        if self.models.current.champion is None:
+            problems.append("no champion model in the registry: tickets go to human_queue")
+        if self.models.error:
+            problems.append(self.models.error)
+        if self.policy.error:
+            problems.append(f"policy refused: {self.policy.error}")
+        status = "ok" if self.health.joined and not problems else \
+            ("; ".join(problems) if problems else "joining the consumer group")
+        return {
+            "status": status,
+            "joined": self.health.joined,
+            "group": WORKER_GROUP,
+            "model": self.models.current.describe(),
+            "policy": {"version": self.policy.current.version, "path": str(self.policy.path),
+                       "error": self.policy.error},
+            "dependencies": dict(self.health.down),
+            "uptime_s": round(time.time() - self.health.started_at, 1),
+        }
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def _raw(events: Sequence[faust.EventT]) -> list[RawMessage]:
+    out = []
+    for e in events:
+        m = e.message
+        out.append(RawMessage(value=m.value, src=Source(topic=m.topic, partition=m.partition, offset=m.offset,
+                                                       key=m.key)))
+    return out
+
+
+async def run_batch(fn: Callable[[list[RawMessage]], Awaitable[Any]], msgs: list[RawMessage],
+                    on_failure: Callable[[list[RawMessage], str], Awaitable[None]]) -> None:
+    """Run one batch to completion even if the agent is cancelled (SIGTERM): faust acks the batch's
+    offsets when the agent moves on, so the batch must be finished, or the process must exit unacked."""
+
+    async def guarded() -> None:
+        try:
+            await fn(msgs)
+        except Exception as exc:  # noqa: BLE001 - not an outage (those retry inside); keep the messages
+            log.exception("batch failed; keeping its messages as dead letters")
+            try:
+                await on_failure(msgs, f"internal error: {type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001
+                log.critical("could not dead-letter a failed batch; exiting unacked so it is replayed",
+                             exc_info=True)
+                os._exit(EXIT_UNFINISHED)
+
+    task = asyncio.ensure_future(guarded())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_SECONDS)
+        except (TimeoutError, asyncio.CancelledError):
+            log.critical("stopping: the batch in hand could not be stored within %.0fs; exiting without "
+                         "committing it so it is replayed", SHUTDOWN_GRACE_SECONDS)
+            logging.shutdown()
+            os._exit(EXIT_UNFINISHED)
+        raise
+
+
+def create_app(settings: Settings, *, models: ModelManager | None = None, policy: PolicyWatcher | None = None,
+               metrics: Metrics | None = None, sink: AuditSink | None = None, broker: str | None = None,
+               web_enabled: bool = True) -> Worker:
+    """Build the worker: faust app, topics, agents, timers, pages. Connects to nothing until started."""
+    metrics = metrics or Metrics()
+    health = Health()
+
+    def on_state(dep: str, error: str | None) -> None:
+        health.set_dependency(dep, error)
+        metrics.outage.labels(dep).set(0 if error is None else 1)
+        if error is not None:
+            metrics.retries.labels(dep).inc()
+
+    db_url = settings.db_url()
+    sink = sink or AuditSink(db_url, on_state=on_state)
+    models = models or ModelManager(db_url, settings.model_name, default_loader(settings.serving_threads))
+    policy = policy or PolicyWatcher(Path(settings.policy_path))
+    datadir = settings.state_dir / "faust" / f"worker-{settings.worker_port}"
+
+    app = faust.App(
+        WORKER_GROUP,
+        broker=broker or broker_urls(settings.bootstrap_servers),
+        store="memory://",
+        autodiscover=False,
+        datadir=str(datadir),
+        web_enabled=web_enabled,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=settings.worker_port,
+        topic_partitions=settings.kafka_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        # The embedded broker holds a join open for the whole rebalance timeout; keep it short so a
+        # worker joins (and a second one rebalances) in seconds, not the default minute.
+        broker_rebalance_timeout=REBALANCE_TIMEOUT_SECONDS,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
+        broker_heartbeat_interval=1.0,
+        producer_acks=-1,
+        web_in_thread=False,
+    )
+
+    raw_topic = app.topic(TOPIC_RAW, value_serializer="raw", key_serializer="raw")
+    feedback_topic = app.topic(TOPIC_FEEDBACK, value_serializer="raw", key_serializer="raw")
+    decisions_topic = app.topic(TOPIC_DECISIONS, value_serializer="raw", key_serializer="raw")
+    dlq_topic = app.topic(TOPIC_DLQ, value_serializer="raw", key_serializer="raw")
+    publisher = FaustPublisher({TOPIC_DECISIONS: decisions_topic, TOPIC_DLQ: dlq_topic})
+    pipeline = Pipeline(sink=sink, publisher=publisher, models=models, policy=policy, metrics=metrics,
+                        max_body_chars=settings.max_body_chars, model_name=settings.model_name)
+    worker = Worker(app=app, settings=settings, pipeline=pipeline, models=models, policy=policy, metrics=metrics,
+                    health=health)
+    batch, within = settings.batch_size, settings.batch_within_ms / 1000.0
+
+    @app.agent(raw_topic, name="triage.tickets")
+    async def tickets(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(batch, within=within):
+            await run_batch(pipeline.process_tickets, _raw(events), pipeline.dead_letter_all)
+
+    @app.agent(feedback_topic, name="triage.feedback")
+    async def feedback(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(batch, within=within):
+            await run_batch(pipeline.process_feedback, _raw(events), pipeline.dead_letter_all)
+
+    @app.timer(POLICY_POLL_SECONDS)
+    async def reload_policy() -> None:
+        before = policy.current.version
+        changed = policy.check()
+        if changed:
+            log.info("policy reloaded: %s -> %s", before, policy.current.version)
+            metrics.policy_info.clear()
+        elif changed is False:
+            log.error("policy file refused: %s", policy.error)
+            metrics.policy_reload_errors.inc()
+        metrics.policy_info.labels(policy.current.version).set(1)
+
+    @app.timer(MODEL_POLL_SECONDS)
+    async def reload_models() -> None:
+        await models.refresh()
+        _model_gauges(worker)
+
+    @app.timer(LAG_POLL_SECONDS)
+    async def consumer_lag() -> None:
+        await _update_lag(worker)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        health.joined = True
+
+    @app.page("/health")
+    async def health_page(view: View, request: Request) -> Response:
+        return view.json(worker.health_body())
+
+    @app.page("/metrics")
+    async def metrics_page(view: View, request: Request) -> Response:
+        _model_gauges(worker)
+        return view.bytes(metrics.render(), content_type=CONTENT_TYPE)
+
+    app.agents_by_name = {"tickets": tickets, "feedback": feedback}  # type: ignore[attr-defined]
+    return worker
+
+
+def _model_gauges(worker: Worker) -> None:
+    g = worker.metrics.model_version
+    g.clear()
+    current = worker.models.current
+    if current.champion is not None:
+        g.labels(current.champion.name, "champion").set(current.champion.version)
+    if current.challenger is not None:
+        g.labels(current.challenger.name, current.mode or "challenger").set(current.challenger.version)
+
+
+async def _update_lag(worker: Worker) -> None:
+    app = worker.app
+    try:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in (TOPIC_RAW, TOPIC_FEEDBACK):
+                continue
+            high = consumer.highwater(tp)
+            pos = await consumer.position(tp)
+            if high is not None and pos is not None:
+                worker.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - pos))
+    except Exception:  # noqa: BLE001 - lag is best effort; never disturb the worker for it
+        log.debug("consumer lag not available", exc_info=True)

@@ -1,0 +1,204 @@
+"""The audit sink: decisions, masked tickets, dead letters and feedback written to Postgres.
+
+Every write is keyed (`ON CONFLICT DO NOTHING`), so a replay after a crash writes nothing new,
+and each micro-batch is one transaction. When Postgres is unreachable the sink waits and retries
+with capped exponential backoff until it is back: the agent awaiting it stops consuming meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from triage.names import T_DEAD_LETTERS, T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
+from triage.schemas import DeadLetter, Decision, Feedback, Prediction
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    ticket_id: str
+    channel: str
+    customer_ref: str | None
+    subject_masked: str
+    body_masked: str
+    pii_counts: dict[str, int]
+    metadata: dict[str, Any]
+    received_at: Any
+
+
+_TICKET_SQL = (
+    f"INSERT INTO {qualified(T_TICKETS)} (ticket_id, channel, customer_ref, subject_masked, body_masked, "
+    "pii_counts, metadata, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ticket_id) DO NOTHING"
+)
+_DECISION_COLS = (
+    "ticket_id", "channel", "route", "rule_id", "policy_version", "reason", "model_name", "model_version", "arm",
+    "intent", "intent_confidence", "urgency", "urgency_confidence", "abstained", "prediction", "challenger",
+    "challenger_mode", "masked_text", "pii_counts", "latency_ms", "e2e_latency_ms", "inference_ms", "received_at",
+    "decided_at",
+)
+_DECISION_SQL = (
+    f"INSERT INTO {qualified(T_DECISIONS)} ({', '.join(_DECISION_COLS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_DECISION_COLS))}) ON CONFLICT (ticket_id) DO NOTHING"
+)
+_DEAD_SQL = (
+    f'INSERT INTO {qualified(T_DEAD_LETTERS)} (source_topic, partition, "offset", reason, original, encoding, key, '
+    'received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source_topic, partition, "offset") DO NOTHING'
+)
+_FEEDBACK_SQL = (
+    f"INSERT INTO {qualified(T_FEEDBACK)} (event_id, ticket_id, kind, intent, urgency, route, reviewer, comment, "
+    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def ticket_params(row: TicketRow) -> tuple[Any, ...]:
+    return (row.ticket_id, row.channel, row.customer_ref, row.subject_masked, row.body_masked, Jsonb(row.pii_counts),
+            Jsonb(row.metadata), row.received_at)
+
+
+def decision_params(d: Decision) -> tuple[Any, ...]:
+    """The `triage.decisions` row of a decision (one column per head, predictions as jsonb)."""
+    intent, urgency = d.intent, d.urgency
+    abstained = any(h.abstained for h in d.prediction.heads.values())
+    return (
+        d.ticket_id, d.channel, d.route, d.rule_id, d.policy_version, d.reason, d.model_name, d.model_version, d.arm,
+        intent.label if intent else None, intent.confidence if intent else None,
+        urgency.label if urgency else None, urgency.confidence if urgency else None, abstained,
+        Jsonb(d.prediction.model_dump(mode="json")),
+        Jsonb(d.challenger.model_dump(mode="json")) if d.challenger else None, d.challenger_mode,
+        d.masked_text, Jsonb(d.pii_counts), Jsonb(d.latency_ms), d.latency_ms.get("e2e"),
+        d.latency_ms.get("inference"), d.received_at, d.decided_at,
+    )
+
+
+def decision_from_row(row: Sequence[Any]) -> Decision:
+    """Rebuild the published decision from its stored row (to re-publish after a replay)."""
+    r = dict(zip(_DECISION_COLS, row, strict=True))
+    return Decision(
+        ticket_id=r["ticket_id"], channel=r["channel"], route=r["route"], rule_id=r["rule_id"],
+        policy_version=r["policy_version"], reason=r["reason"], model_name=r["model_name"],
+        model_version=r["model_version"], arm=r["arm"], prediction=Prediction.model_validate(r["prediction"]),
+        challenger=Prediction.model_validate(r["challenger"]) if r["challenger"] else None,
+        challenger_mode=r["challenger_mode"], masked_text=r["masked_text"], pii_counts=r["pii_counts"],
+        latency_ms=r["latency_ms"], received_at=r["received_at"], decided_at=r["decided_at"],
+    )
+
+
+def dead_params(d: DeadLetter) -> tuple[Any, ...]:
+    return (d.source_topic, d.partition, d.offset, d.reason, d.original, d.encoding, d.key, d.received_at)
+
+
+def feedback_params(f: Feedback) -> tuple[Any, ...]:
+    return (f.event_id, f.ticket_id, f.kind, f.intent, f.urgency, f.route, f.reviewer, f.comment, f.created_at)
+
+
+class Backoff:
+    """Capped exponential backoff with jitter: 0.1 s, 0.2 s, ... up to `cap` seconds."""
+
+    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * 2**self.attempt)
+        self.attempt += 1
+        return delay * (0.5 + random.random() / 2)
+
+
+StateHook = Callable[[str, str | None], None]
+
+
+class AuditSink:
+    """One async connection, reopened after failures; every public call retries until it succeeds."""
+
+    def __init__(self, url: str, on_state: StateHook | None = None) -> None:
+        self.url = url
+        self.on_state = on_state or (lambda _dep, _err: None)
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=5, autocommit=False)
+        return self._conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception:  # noqa: BLE001 - the connection is already broken
+                log.debug("closing a broken connection failed", exc_info=True)
+
+    async def retrying(self, what: str, op: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run `op` in one transaction; on a connection failure wait, reconnect and run it again."""
+        backoff = Backoff()
+        async with self._lock:
+            while True:
+                try:
+                    conn = await self._connection()
+                    async with conn.transaction():
+                        result = await op(conn)
+                    if backoff.attempt:
+                        log.info("postgres is back; %s succeeded after %d retries", what, backoff.attempt)
+                        self.on_state("postgres", None)
+                    return result
+                except TRANSIENT as exc:
+                    await self._drop()
+                    delay = backoff.next()
+                    reason = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+                    log.warning("postgres unavailable during %s (%s); retry %d in %.1fs", what, reason,
+                                backoff.attempt, delay)
+                    self.on_state("postgres", reason)
+                    await asyncio.sleep(delay)
+
+    async def existing(self, ticket_ids: Sequence[str]) -> dict[str, Decision]:
+        """Stored decisions among `ticket_ids` (duplicates or a replay)."""
+        if not ticket_ids:
+            return {}
+
+        async def op(conn: psycopg.AsyncConnection[Any]) -> dict[str, Decision]:
+            cur = await conn.execute(
+                f"SELECT {', '.join(_DECISION_COLS)} FROM {qualified(T_DECISIONS)} WHERE ticket_id = ANY(%s)",
+                (list(ticket_ids),))
+            return {row[0]: decision_from_row(row) for row in await cur.fetchall()}
+
+        return await self.retrying("duplicate check", op)
+
+    async def write_batch(self, tickets: Sequence[TicketRow], decisions: Sequence[Decision],
+                          dead: Sequence[DeadLetter]) -> None:
+        """One transaction for a micro-batch: masked tickets, decisions and dead letters."""
+
+        async def op(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.cursor() as cur:
+                if tickets:
+                    await cur.executemany(_TICKET_SQL, [ticket_params(t) for t in tickets])
+                if decisions:
+                    await cur.executemany(_DECISION_SQL, [decision_params(d) for d in decisions])
+                if dead:
+                    await cur.executemany(_DEAD_SQL, [dead_params(d) for d in dead])
+
+        await self.retrying("audit write", op)
+
+    async def write_feedback(self, feedback: Sequence[Feedback], dead: Sequence[DeadLetter]) -> None:
+        async def op(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.cursor() as cur:
+                if feedback:
+                    await cur.executemany(_FEEDBACK_SQL, [feedback_params(f) for f in feedback])
+                if dead:
+                    await cur.executemany(_DEAD_SQL, [dead_params(d) for d in dead])
+
+        await self.retrying("feedback write", op)
+
+    async def close(self) -> None:
+        await self._drop()

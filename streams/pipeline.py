@@ -1,0 +1,173 @@
+"""One micro-batch from raw bytes to committed, published decisions; what the faust agents call.
+
+Order per batch (at-least-once in, exactly-once in effect):
+decode -> prepare -> duplicate check -> classify -> decide -> one Postgres transaction
+(tickets, decisions, dead letters; all `ON CONFLICT DO NOTHING`) -> publish decisions and dead
+letters -> return, after which faust acks the offsets. A crash anywhere before the ack replays
+the batch: stored tickets are recognised as duplicates and their stored decision is re-published,
+so the topic may carry a decision twice (same content) but the database never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from streams.audit import AuditSink
+from streams.decide import Classified, build_decision, classify
+from streams.ingest import Source, dead_letter, decode_feedback, decode_ticket, reason_kind
+from streams.metrics import Metrics
+from streams.models import ModelManager
+from streams.policy import PolicyWatcher
+from streams.prepare import prepare
+from triage.names import TOPIC_DECISIONS, TOPIC_DLQ
+from triage.schemas import DeadLetter, Decision, Feedback, Ticket
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    value: bytes | None
+    src: Source
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Send (key, value) pairs to `topic` and wait until the broker has them."""
+
+
+@dataclass
+class BatchReport:
+    decided: list[Decision] = field(default_factory=list)
+    duplicates: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class Pipeline:
+    def __init__(self, *, sink: AuditSink, publisher: Publisher, models: ModelManager, policy: PolicyWatcher,
+                 metrics: Metrics, max_body_chars: int, model_name: str,
+                 executor: ThreadPoolExecutor | None = None) -> None:
+        self.sink = sink
+        self.publisher = publisher
+        self.models = models
+        self.policy = policy
+        self.metrics = metrics
+        self.max_body_chars = max_body_chars
+        self.model_name = model_name
+        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
+
+    def _stage(self, name: str, ms: float) -> None:
+        self.metrics.stage_seconds.labels(name).observe(ms / 1000.0)
+
+    async def _publish_dead(self, dead: Sequence[DeadLetter]) -> None:
+        if dead:
+            await self.publisher.publish(TOPIC_DLQ, [(d.key.encode() if d.key else None,
+                                                      d.model_dump_json().encode()) for d in dead])
+            for d in dead:
+                self.metrics.dead_letters.labels(d.source_topic, reason_kind(d.reason)).inc()
+
+    async def process_tickets(self, batch: Sequence[RawMessage]) -> BatchReport:
+        """Decide every valid, new ticket of the batch; dead-letter the rest. Retries until stored."""
+        report = BatchReport()
+        t0 = time.perf_counter()
+        tickets: list[tuple[Ticket, RawMessage]] = []
+        for msg in batch:
+            result = decode_ticket(msg.value, msg.src, max_body_chars=self.max_body_chars)
+            if isinstance(result, DeadLetter):
+                report.dead.append(result)
+            else:
+                tickets.append((result, msg))
+        decode_ms = _ms(t0)
+
+        t1 = time.perf_counter()
+        seen: set[str] = set()
+        fresh: list[Ticket] = []
+        for ticket, _msg in tickets:
+            if ticket.ticket_id in seen:
+                report.duplicates += 1
+                continue
+            seen.add(ticket.ticket_id)
+            fresh.append(ticket)
+        stored = await self.sink.existing([t.ticket_id for t in fresh])
+        report.duplicates += len(stored)
+        fresh = [t for t in fresh if t.ticket_id not in stored]
+        dedupe_ms = _ms(t1)
+
+        t2 = time.perf_counter()
+        items = [prepare(t) for t in fresh]
+        prepare_ms = _ms(t2)
+
+        t3 = time.perf_counter()
+        models = self.models.current
+        loop = asyncio.get_running_loop()
+        results: list[Classified] = await loop.run_in_executor(self.executor, classify, models, items) \
+            if items else []
+        classify_ms = _ms(t3)
+
+        t4 = time.perf_counter()
+        policy = self.policy.current
+        n = max(1, len(batch))
+        timings = {"decode": decode_ms / n, "dedupe": dedupe_ms / n, "prepare": prepare_ms / n,
+                   "classify": classify_ms}
+        report.decided = [build_decision(item, res, models, policy, self.model_name, timings)
+                          for item, res in zip(items, results, strict=True)]
+        decide_ms = _ms(t4)
+
+        t5 = time.perf_counter()
+        await self.sink.write_batch([p.row() for p in items], report.decided, report.dead)
+        audit_ms = _ms(t5)
+
+        t6 = time.perf_counter()
+        republish = [stored[t.ticket_id] for t, _ in tickets if t.ticket_id in stored]
+        out = [*report.decided, *republish]
+        if out:
+            await self.publisher.publish(TOPIC_DECISIONS, [(d.ticket_id.encode(), d.model_dump_json().encode())
+                                                           for d in out])
+        await self._publish_dead(report.dead)
+        publish_ms = _ms(t6)
+
+        now = time.time()
+        m = self.metrics
+        for name, ms in (("decode", decode_ms), ("dedupe", dedupe_ms), ("prepare", prepare_ms),
+                         ("classify", classify_ms), ("decide", decide_ms), ("audit", audit_ms),
+                         ("publish", publish_ms), ("batch", _ms(t0))):
+            self._stage(name, ms)
+        m.batch_size.observe(len(batch))
+        m.messages.labels("tickets.raw", "decided").inc(len(report.decided))
+        m.messages.labels("tickets.raw", "duplicate").inc(report.duplicates)
+        m.messages.labels("tickets.raw", "dead_letter").inc(len(report.dead))
+        m.duplicates.inc(report.duplicates)
+        for d in report.decided:
+            m.decisions.labels(d.route, d.arm).inc()
+            m.e2e_seconds.observe(max(0.0, now - d.received_at.timestamp()))
+        return report
+
+    async def process_feedback(self, batch: Sequence[RawMessage]) -> tuple[list[Feedback], list[DeadLetter]]:
+        good: list[Feedback] = []
+        dead: list[DeadLetter] = []
+        for msg in batch:
+            result = decode_feedback(msg.value, msg.src)
+            (dead if isinstance(result, DeadLetter) else good).append(result)  # type: ignore[arg-type]
+        await self.sink.write_feedback(good, dead)
+        await self._publish_dead(dead)
+        for fb in good:
+            self.metrics.feedback.labels(fb.kind).inc()
+        self.metrics.messages.labels("tickets.feedback", "stored").inc(len(good))
+        self.metrics.messages.labels("tickets.feedback", "dead_letter").inc(len(dead))
+        return good, dead
+
+    async def dead_letter_all(self, batch: Sequence[RawMessage], reason: str) -> None:
+        """Last resort when a batch fails for a reason other than an outage: keep every message as a dead letter."""
+        dead = [dead_letter(reason, m.value, m.src) for m in batch]
+        await self.sink.write_batch([], [], dead)
+        await self._publish_dead(dead)
