@@ -56,5 +56,9 @@ lock:
 
 bench: bench-model bench-stream bench-pii
 
+# PII gate: recall/precision per type on >= 2,000 generated tickets -> bench/results/pii.json
+bench-pii: install
+	$(OPS)/python bench/bench_pii.py
+
 clean:
 	rm -rf .venv .venv-stream .triage

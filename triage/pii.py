@@ -1,0 +1,437 @@
+"""PII gate: find and mask e-mails, phones, cards, IBANs, SSNs, NINOs and secrets before text leaves.
+
+Detection is regex candidates plus checks (Luhn, IBAN mod-97, SSN and NINO ranges, entropy), then
+overlaps are resolved by a fixed type priority. Masks are typed and numbered per type in order of
+appearance (`<EMAIL_1>`); the same value always gets the same mask, and `restore` puts values back.
+Only the standard library: the stream worker calls this on every ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+logger = logging.getLogger(__name__)
+
+PII_TYPES: Final = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "NINO", "SECRET")
+
+_A = re.ASCII
+
+_EMAIL_LOCAL: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-'")
+_EMAIL_DOMAIN = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])",
+    _A,
+)
+# Numeric patterns start with `\d` and look behind after it, so the regex engine can skip to digits
+# fast; `_NUM_BEFORE` says the first digit is not inside a word or a longer number.
+_NUM_BEFORE = r"\d(?<![\w+]\d)(?<!\w-\d)(?<!\d[ .,]\d)"
+_CARD = re.compile(_NUM_BEFORE + r"(?:[ \-]?\d){12,22}(?!\w)(?!-\d)", _A)
+_IBAN = re.compile(r"\d\d(?<=(?<![\w\-])[A-Za-z]{2}\d\d)(?:[ \-]?[A-Za-z0-9]){10,32}", _A)  # starts 2 back
+_SSN = re.compile(_NUM_BEFORE + r"\d\d([ \-])\d\d\1\d{4}(?!\w)(?![\-.]\d)", _A)
+_SSN_BARE = re.compile(
+    r"(?i)\b(?:ssn|ss\#|social[ ]security(?:[ ](?:number|no\.?|\#))?)[^\w\n]{0,6}(?:is[ ])?[^\w\n]{0,4}"
+    r"(\d{9})(?!\w)",
+    _A,
+)
+_NINO_HINT = re.compile(r"\d\d ?\d\d ?\d\d ?[A-Da-d]")
+_NINO = re.compile(
+    r"(?<![\w\-])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z])[ ]?(\d{2})[ ]?(\d{2})[ ]?(\d{2})[ ]?([A-D])(?!\w)",
+    _A | re.IGNORECASE,
+)
+_PHONE_INTL = re.compile(r"(?<![\w+])\+[1-9]\d{0,3}(?:[ .\-]?\((?:0|\d{1,4})\))?(?:[ .\-]?\d++){1,7}", _A)
+_PHONE_PAREN = re.compile(r"(?<![\w)])\(\d{2,5}\)[ .\-]?\d{3,4}[ .\-]?\d{3,5}(?!\w)(?![.\-]\d)", _A)
+_PHONE_NANP = re.compile(
+    r"\d(?<![\w+.\-]\d)(?<!\d \d)(?:(?<=1)[ .\-][2-9]\d\d|(?<=[2-9])\d\d)([ .\-])\d{3}\1\d{4}(?!\w)(?![.\-]\d)",
+    _A,
+)
+_PHONE_TRUNK = re.compile(r"0(?<![\w+.\-/,]0)(?<!\d 0)[1-9]\d*+(?:[ .\-/]\d++){0,5}", _A)
+# Known key formats, each with substrings that must occur before its regex runs.
+_SECRET_KNOWN: Final[tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]] = tuple(
+    (triggers, re.compile(pattern, _A)) for triggers, pattern in (
+        (("sk-",), r"\bsk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{20,}"),
+        (("k_live_", "k_test_"), r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+        (("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA"),
+         r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z0-9]{16}\b"),
+        (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
+        (("github_pat_",), r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
+        (("glpat-",), r"\bglpat-[A-Za-z0-9_\-]{20,}"),
+        (("xox",), r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
+        (("AIza",), r"\bAIza[0-9A-Za-z_\-]{35}"),
+        (("eyJ",), r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+        (("PRIVATE KEY-----",),
+         r"-----BEGIN[ A-Z]{0,30}PRIVATE KEY-----[\s\S]{0,8000}?-----END[ A-Z]{0,30}PRIVATE KEY-----"),
+    )
+)
+_SECRET_BEARER = re.compile(r"(?i)\b(?:bearer|basic)[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)", _A)
+# `key: value` / `key=value`: found from the separator, then the key is read back from it.
+_KV_VALUE = re.compile(r"[:=][ \t]*[\"']?([^\s\"',;<>`]{4,200})", _A)
+_KV_KEY = re.compile(r"(?i)([A-Za-z0-9_\-]{2,60})[\"']?(?:[ \t]+(?:is|was))?[ \t]*\Z", _A)
+# "my password is hunter2": found from " is"/" was", then the words before are checked.
+_SAID_VALUE = re.compile(r"(?i)[ \t]+(?:is|was)[ \t]+[\"']?([^\s\"',;<>`]{6,200})", _A)
+_SAID_KEY = re.compile(
+    r"(?i)\b(?:password|passcode|passphrase|pwd|api[ _\-]?key|secret[ _\-]?key|access[ _\-]?token|token)\Z", _A
+)
+_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_=\-])[A-Za-z0-9+/_\-]{24,}+={0,2}", _A)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ID_LIKE = re.compile(r"[A-Z]{1,4}-[0-9a-f]{6,}|[0-9a-f]+|[0-9]+|[A-Za-z]+(?:[_\-/][A-Za-z]+)*", _A)
+_AMOUNT = re.compile(r"\+\d+[.,]\d{1,2}")
+_PLACEHOLDER = re.compile(r"<([A-Z]+)_(\d+)>")
+
+_KV_KEYWORDS: Final = ("apikey", "api_key", "api-key", "secret", "token", "password", "passwd", "pwd",
+                       "access_key", "accesskey", "private_key", "credential")
+_KV_HINTS: Final = ("key", "secret", "token", "passw", "passc", "pwd", "credential")
+_KV_NOT_VALUES: Final = frozenset({"bearer", "basic", "none", "null", "required", "expired", "invalid"})
+# Longest E.164 number (with country code) for some calling codes; others may have up to 15 digits.
+_E164_MAX: Final = (("1", 11), ("31", 11), ("32", 11), ("33", 11), ("34", 11), ("44", 12), ("61", 11),
+                    ("353", 12))
+_BAD_NINO_PREFIXES: Final = frozenset({"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"})
+_BAD_SSNS: Final = frozenset({"078051120", "219099999", "123456789"})
+# ISO 13616 IBAN lengths per country (SWIFT IBAN registry).
+IBAN_LENGTHS: Final[dict[str, int]] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PIIMatch:
+    """One detected value: its type, its span in the original text, and the text itself."""
+
+    type: str
+    start: int
+    end: int
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class MaskResult:
+    """Masked text, how many values of each type were found, and placeholder -> original value."""
+
+    text: str
+    counts: dict[str, int] = field(default_factory=dict)
+    mapping: dict[str, str] = field(default_factory=dict)
+    found: list[PIIMatch] = field(default_factory=list)
+
+
+def luhn_ok(digits: str) -> bool:
+    """True when `digits` (ASCII digits only) passes the Luhn check."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(iban: str) -> bool:
+    """True when the compact, upper-case `iban` has its country's length and a valid mod-97 checksum."""
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum() or not iban.isascii():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    """US SSN validity rules: no 000/666/9xx area, no 00 group, no 0000 serial, no known test numbers."""
+    return (area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+            and area + group + serial not in _BAD_SSNS)
+
+
+def _entropy(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def _group_ends(text: str, start: int, end: int, seps: str) -> list[int]:
+    """Offsets in (start, end) where a separator from `seps` ends a digit group."""
+    return [i for i in range(start + 1, end) if text[i] in seps and text[i - 1].isdigit()]
+
+
+def _digits(s: str) -> str:
+    return "".join(c for c in s if "0" <= c <= "9")
+
+
+Span = tuple[int, int]
+
+
+def _scan(pattern: re.Pattern[str], text: str, accept: Callable[[re.Match[str]], Span | None]) -> Iterator[Span]:
+    """Matches of `pattern` that `accept` keeps (maybe shortened); the search resumes after each kept span."""
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        span = accept(m)
+        if span is None:
+            pos = m.start() + 1
+        else:
+            yield span
+            pos = span[1]
+
+
+def _card_ok(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits)
+
+
+def _accept_card(m: re.Match[str]) -> Span | None:
+    s, e = m.span()
+    if _card_ok(_digits(m.group())):
+        return s, e
+    # A card run on into more digits ("4111 1111 1111 1111 12/27"): try whole groups.
+    text = m.string
+    for cut in reversed(_group_ends(text, s, e, " ")):
+        if _card_ok(_digits(text[s:cut])):
+            return s, cut
+    return None
+
+
+def _cards(text: str) -> Iterator[Span]:
+    return _scan(_CARD, text, _accept_card)
+
+
+def _accept_iban(m: re.Match[str]) -> Span | None:
+    text, s = m.string, m.start() - 2
+    length = IBAN_LENGTHS.get(text[s : s + 2].upper())
+    if length is None:
+        return None
+    n, i, e = 0, s, m.end()
+    while i < e and n < length:
+        if text[i].isalnum():
+            n += 1
+        i += 1
+    if n < length or (i < len(text) and text[i].isalnum()):
+        return None
+    compact = "".join(c for c in text[s:i] if c.isalnum()).upper()
+    return (s, i) if iban_ok(compact) else None
+
+
+def _ibans(text: str) -> Iterator[Span]:
+    return _scan(_IBAN, text, _accept_iban)
+
+
+def _ssns(text: str) -> Iterator[Span]:
+    for m in _SSN.finditer(text):
+        v = m.group()
+        if ssn_ok(v[:3], v[4:6], v[7:]):
+            yield m.span()
+    lower = text.lower()
+    if "ssn" not in lower and "ss#" not in lower and "social security" not in lower:
+        return
+    for m in _SSN_BARE.finditer(text):
+        v = m.group(1)
+        if ssn_ok(v[:3], v[3:5], v[5:]):
+            yield m.span(1)
+
+
+def _ninos(text: str) -> Iterator[Span]:
+    for hint in _NINO_HINT.finditer(text):
+        s = hint.start()
+        for start in (s - 2, s - 3):
+            m = _NINO.match(text, start) if start >= 0 else None
+            if m is not None and m.end() == hint.end() and m.group(1).upper() not in _BAD_NINO_PREFIXES:
+                yield m.span()
+                break
+
+
+def _phone_prefix(m: re.Match[str], lo: int, hi: int, same_seps: bool) -> Span | None:
+    """The longest prefix of the match, cut at a space, with lo..hi digits (and one separator kind)."""
+    text, (s, e) = m.string, m.span()
+    for end in [e, *reversed(_group_ends(text, s, e, " "))]:
+        candidate = text[s:end]
+        n = len(_digits(candidate.replace("(0)", "", 1)))
+        if n > hi:
+            continue
+        if n < lo:
+            return None
+        if same_seps and len({c for c in candidate if not c.isdigit()}) > 1:
+            continue
+        return s, end
+    return None
+
+
+def _accept_intl(m: re.Match[str]) -> Span | None:
+    if _AMOUNT.fullmatch(m.group()):  # "+2500.00" is an amount
+        return None
+    digits = _digits(m.group())
+    longest = next((n for cc, n in _E164_MAX if digits.startswith(cc)), 15)
+    return _phone_prefix(m, 8, longest, same_seps=False)
+
+
+def _phones(text: str) -> Iterator[Span]:
+    if "+" in text:
+        yield from _scan(_PHONE_INTL, text, _accept_intl)
+    if "(" in text:
+        for m in _PHONE_PAREN.finditer(text):
+            if 9 <= len(_digits(m.group())) <= 12:
+                yield m.span()
+    for m in _PHONE_NANP.finditer(text):
+        yield m.span()
+    yield from _scan(_PHONE_TRUNK, text, lambda m: _phone_prefix(m, 10, 12, same_seps=True))
+
+
+def _looks_secret_value(value: str, sep: str) -> bool:
+    """Whether the value after `password:`/`token=` looks like a secret rather than a word of prose."""
+    value = value.rstrip(".,!?:;)]}")
+    if value.lower() in _KV_NOT_VALUES or _PLACEHOLDER.fullmatch(value):
+        return False
+    if sep == "=":
+        return len(value) >= 4
+    return len(value) >= 6 and (
+        any(c.isdigit() for c in value) or not value.isalnum() or any(c.isupper() for c in value[1:])
+    )
+
+
+def _secrets_known(text: str) -> Iterator[Span]:
+    for triggers, pattern in _SECRET_KNOWN:
+        if any(t in text for t in triggers):
+            yield from (m.span() for m in pattern.finditer(text))
+    lower = text.lower()
+    if "bearer" in lower or "basic" in lower:
+        yield from (m.span(1) for m in _SECRET_BEARER.finditer(text))
+    if not any(k in lower for k in _KV_HINTS):
+        return
+    if "=" in text or ":" in text:
+        for m in _KV_VALUE.finditer(text):
+            s = m.start()
+            key = _KV_KEY.search(text, max(0, s - 80), s)
+            if (key is not None and any(k in key.group(1).lower() for k in _KV_KEYWORDS)
+                    and _looks_secret_value(m.group(1), text[s])):
+                yield m.span(1)
+    if " is" in lower or " was" in lower:
+        for m in _SAID_VALUE.finditer(text):
+            s = m.start()
+            if _SAID_KEY.search(text, max(0, s - 20), s) and _looks_secret_value(m.group(1), ":"):
+                yield m.span(1)
+
+
+def _secrets_generic(text: str) -> Iterator[Span]:
+    """Long high-entropy tokens: mixed case with digits, or long hex, that are not ids or words."""
+    if not any(len(word) >= 24 for word in text.split()):
+        return
+    for m in _TOKEN.finditer(text):
+        token = m.group().rstrip("=")
+        if _UUID.fullmatch(token) or (_ID_LIKE.fullmatch(token) and not _is_hex_secret(token)):
+            continue
+        lower = any(c.islower() for c in token)
+        upper = any(c.isupper() for c in token)
+        digit = any(c.isdigit() for c in token)
+        entropy = _entropy(token)
+        if ((lower and upper and digit and entropy >= 3.5) or _is_hex_secret(token)
+                or (len(token) >= 32 and lower + upper + digit >= 2 and entropy >= 4.2)):
+            yield m.span()
+
+
+def _is_hex_secret(token: str) -> bool:
+    return (len(token) >= 32 and all(c in "0123456789abcdefABCDEF" for c in token)
+            and any(c.isdigit() for c in token) and any(c.isalpha() for c in token) and _entropy(token) >= 3.0)
+
+
+def _emails(text: str) -> Iterator[Span]:
+    """Anchored on each '@': the domain by regex, the local part by walking back (fast on long text)."""
+    at = text.find("@")
+    while at > 0:
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        start = at
+        while start > 0 and at - start < 64 and text[start - 1] in _EMAIL_LOCAL:
+            start -= 1
+        while start < at and text[start] in ".'":
+            start += 1
+        if domain is not None and start < at:
+            yield start, domain.end()
+            at = text.find("@", domain.end())
+        else:
+            at = text.find("@", at + 1)
+
+
+# Detectors in priority order (where spans overlap, the earlier one wins), with the fewest ASCII digits
+# a text must hold for the detector to find anything, so that prose skips the numeric ones.
+_DETECTORS: Final[tuple[tuple[str, Callable[[str], Iterator[Span]], int], ...]] = (
+    ("SECRET", _secrets_known, 0),
+    ("EMAIL", _emails, 0),
+    ("IBAN", _ibans, 6),
+    ("SSN", _ssns, 9),
+    ("NINO", _ninos, 6),
+    ("CARD", _cards, 13),
+    ("PHONE", _phones, 8),
+    ("SECRET", _secrets_generic, 0),
+)
+
+
+def find_pii(text: str) -> list[PIIMatch]:
+    """All PII in `text`, without overlaps, in order of appearance."""
+    digits = sum(map(text.count, "0123456789"))
+    taken: list[Span] = []
+    found: list[PIIMatch] = []
+    for kind, detect, min_digits in _DETECTORS:
+        if digits < min_digits:
+            continue
+        for s, e in detect(text):
+            if s < e and all(e <= a or s >= b for a, b in taken):
+                taken.append((s, e))
+                found.append(PIIMatch(kind, s, e, text[s:e]))
+    found.sort(key=lambda f: f.start)
+    return found
+
+
+def mask(text: str) -> MaskResult:
+    """Replace each PII value with a typed, numbered placeholder; equal values share one placeholder."""
+    found = find_pii(text)
+    if not found:
+        return MaskResult(text=text)
+    counts: dict[str, int] = {}
+    numbers: dict[str, int] = {}
+    by_value: dict[tuple[str, str], str] = {}
+    mapping: dict[str, str] = {}
+    parts: list[str] = []
+    pos = 0
+    for f in found:
+        counts[f.type] = counts.get(f.type, 0) + 1
+        placeholder = by_value.get((f.type, f.value))
+        if placeholder is None:
+            while True:  # skip a number whose placeholder already occurs in the input, so restore is exact
+                numbers[f.type] = numbers.get(f.type, 0) + 1
+                placeholder = f"<{f.type}_{numbers[f.type]}>"
+                if placeholder not in text:
+                    break
+            by_value[(f.type, f.value)] = placeholder
+            mapping[placeholder] = f.value
+        parts.append(text[pos : f.start])
+        parts.append(placeholder)
+        pos = f.end
+    parts.append(text[pos:])
+    return MaskResult(text="".join(parts), counts=counts, mapping=mapping, found=found)
+
+
+def restore(text: str, mapping: dict[str, str]) -> str:
+    """Put the original values back for the placeholders in `mapping`; other text is left as it is."""
+    if not mapping:
+        return text
+    return _PLACEHOLDER.sub(lambda m: mapping.get(m.group(), m.group()), text)
+
+
+def safe_mask(text: str) -> MaskResult | None:
+    """`mask`, failing closed: None (and an error log without the text) if masking raised.
+
+    A caller that gets None must not send the text anywhere and routes the ticket to `human_queue`.
+    """
+    try:
+        return mask(text)
+    except Exception:
+        logger.exception("PII masking failed on a %d-character text; nothing may be sent", len(text))
+        return None
+
+
+def contains_pii(text: str) -> bool:
+    """True when `text` holds at least one value that `mask` would replace."""
+    return bool(find_pii(text))
