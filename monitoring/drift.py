@@ -403,3 +403,11 @@ def summary_line(result: DriftResult) -> str:
         verdict = "no verdict"
     return json.dumps({"verdict": verdict, "n_current": result.n_current, "reasons": result.reasons,
                        "report": result.report_path})
+
+
+def asset_extra(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The drift Asset event's extra for a window that drifted (None: emit nothing)."""
+    if not result.get("drift_detected"):
+        return None
+    keys = ("model_name", "model_version", "window_start", "window_end", "n_current", "reasons", "report_path")
+    return {k: result.get(k) for k in keys}

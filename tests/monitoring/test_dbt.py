@@ -141,3 +141,9 @@ def test_docs_generate_writes_the_catalog(built) -> None:
     rollup.docs_generate(url, target_path=target)
     assert (Path(target) / "catalog.json").is_file()
     assert (Path(target) / "index.html").is_file()
+
+
+def test_stale_sources_fail_the_freshness_check_by_name(built) -> None:
+    url, target, _ = built  # its newest decision is months before the clock
+    with pytest.raises(rollup.RollupError, match=r"source\.triage\.triage\.decisions \(error\)"):
+        rollup.check_freshness(url, target_path=target)

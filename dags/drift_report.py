@@ -1,0 +1,64 @@
+"""
+### drift_report
+
+Every data interval (hourly by default, `TRIAGE_DRIFT_SCHEDULE`), compares the interval's decisions
+with the champion model's training sample using Evidently: text drift of the masked ticket text
+(domain classifier), intent and urgency prediction drift, confidence drift, abstention rate and the
+label mismatch rate where reviewers answered (`monitoring.drift`).
+
+- `check_window` writes the HTML report under the reports folder (its path is in the task log and in
+  `triage reports`) and upserts one `triage.drift_reports` row for the window: re-runs replace it.
+- `emit_drift_event` updates the `triage_drift_detected` Asset, with the reasons in the event's
+  extra, only when the window crossed a threshold; `retrain_classifier` is scheduled on that Asset.
+  No drift, or too little data in the window: the task is skipped and nothing is emitted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
+
+from triage.assets import DRIFT_ASSET_NAME, DRIFT_ASSET_URI
+from triage.settings import get_settings
+
+DRIFT_ASSET = Asset(name=DRIFT_ASSET_NAME, uri=DRIFT_ASSET_URI)
+
+
+@dag(
+    dag_id="drift_report",
+    schedule=CronDataIntervalTimetable(get_settings().drift_schedule, timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["triage", "monitoring", "drift"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    doc_md=__doc__,
+)
+def drift_report() -> None:
+    @task
+    def check_window(data_interval_start: datetime | None = None,
+                     data_interval_end: datetime | None = None) -> dict[str, Any]:
+        from monitoring.drift import run_drift_report, summary_line
+
+        result = run_drift_report(data_interval_start, data_interval_end)
+        print(f"drift report: {summary_line(result)}")
+        return result.as_dict()
+
+    @task(outlets=[DRIFT_ASSET])
+    def emit_drift_event(result: dict[str, Any], *, outlet_events: Any = None) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from monitoring.drift import asset_extra
+
+        extra = asset_extra(result)
+        if extra is None:
+            raise AirflowSkipException(f"no drift event: {result['status']}, reasons {result['reasons']}")
+        outlet_events[DRIFT_ASSET].extra = extra
+        return extra
+
+    emit_drift_event(check_window())
+
+
+drift_report()
