@@ -77,18 +77,16 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 
 def from_frame(df: pd.DataFrame, *, text_col: str = "text", label_cols: Sequence[str] = ("intent", "urgency"),
-               ood_label: str | None = None, source: str = "data", row_offset: int = 2) -> Dataset:
+               ood_label: str | None = None, source: str = "data", row_offset: int = 2,
+               min_rows: int = 2) -> Dataset:
     """Validate a frame and build a Dataset. Label sets of known heads follow `triage.labels` order."""
     if text_col not in df.columns:
         raise DataError(f"{source} has no text column {text_col!r} (columns: {', '.join(map(str, df.columns))}); "
                         "pass --text-col")
     present = [c for c in label_cols if c in df.columns]
-    missing = [c for c in label_cols if c not in df.columns]
     if not present:
         raise DataError(f"{source} has none of the label columns {', '.join(label_cols)} "
                         f"(columns: {', '.join(map(str, df.columns))}); pass --label-col")
-    if missing and len(df) and len(present) < len(label_cols) and not present:
-        raise DataError(f"{source} lacks label column {missing[0]!r}")
     texts_raw = df[text_col].tolist()
     texts: list[str] = []
     for i, t in enumerate(texts_raw):
@@ -111,12 +109,12 @@ def from_frame(df: pd.DataFrame, *, text_col: str = "text", label_cols: Sequence
         counts = pd.Series([v for v in vals if v is not None], dtype=object).value_counts()
         if counts.empty:
             raise DataError(f"{source} column {col!r} has no labels; drop --label-col {col} or fill it")
-        few = counts[counts < 2]
+        few = counts[counts < min_rows]
         if len(few):
             lab = few.index[0]
             raise DataError(f"{source} column {col!r}: label {lab!r} has {int(few.iloc[0])} row; every label needs "
                             "at least 2 rows (add examples or merge the label)")
-        if len(counts) < 2:
+        if len(counts) < 2 and min_rows >= 2:
             raise DataError(f"{source} column {col!r} has a single label {counts.index[0]!r}; a head needs 2 or more")
         known = HEADS.get(col)
         observed = set(counts.index)

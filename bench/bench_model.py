@@ -1,0 +1,151 @@
+"""Banking77 benchmark of the classifier: accuracy, calibration, int8 parity, serving throughput, training time.
+
+Trains the default MiniLM base on /work/shared/data/banking77/train.csv (read in place, never copied),
+evaluates on test.csv, and writes bench/results/model.json with the machine and library versions.
+
+    .venv/bin/python bench/bench_model.py [--data-dir DIR] [--epochs N] [--out-model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = Path(os.environ.get("BANKING77_DIR", "/work/shared/data/banking77"))
+TARGETS = {"accuracy": 0.930, "ece_after": 0.03, "int8_drop_pt": 0.5, "train_minutes": 20.0,
+           "throughput_b32": 400.0}
+
+
+def versions() -> dict[str, str]:
+    import onnxruntime
+    import tokenizers
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__, "numpy": np.__version__}
+
+
+def throughput(model_dir: Path, texts: list[str], batch: int, threads: int, seconds: float = 8.0) -> float:
+    """int8 texts/s through ml.serving at a fixed batch size (after one warm-up batch)."""
+    from ml.serving import Classifier
+
+    clf = Classifier.load(model_dir, threads=threads, int8=True)
+    clf.predict(texts[:batch])
+    done, i, start = 0, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        chunk = texts[i : i + batch] if i + batch <= len(texts) else texts[:batch]
+        i = (i + batch) % max(1, len(texts) - batch)
+        clf.predict(chunk)
+        done += len(chunk)
+    return done / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out-model", type=Path, default=ROOT / ".triage" / "bench" / "banking77")
+    p.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "model.json")
+    p.add_argument("--skip-train", action="store_true", help="measure an existing --out-model")
+    a = p.parse_args(argv)
+
+    import torch
+
+    from ml.calibrate import ece
+    from ml.data import load_file
+    from ml.export import ParityError
+    from ml.modeling import load_trained
+    from ml.serving import softmax
+    from ml.train import TrainingArgs, predict_logits, train
+
+    train_csv, test_csv = a.data_dir / "train.csv", a.data_dir / "test.csv"
+    for f in (train_csv, test_csv):
+        if not f.is_file():
+            print(f"bench: {f} is missing; set BANKING77_DIR or pass --data-dir", file=sys.stderr)
+            return 2
+    load_start = os.getloadavg()
+    torch.set_num_threads(a.threads)
+    wall = time.monotonic()
+    args = TrainingArgs(output_dir=str(a.out_model), data=str(train_csv), label_cols=["category"],
+                        epochs=a.epochs, threads=a.threads, max_length=64)
+    parity_error = None
+    try:
+        if a.skip_train:
+            raise ParityError("training skipped (--skip-train)")
+        metrics = train(args)
+    except ParityError as exc:  # the graphs are written before the check: measure them anyway
+        parity_error = str(exc)
+        metrics = {"validation": {}, "train_seconds": None, "history": [], "best_epoch": None, "stop_reason": None}
+    train_wall = time.monotonic() - wall
+
+    test = load_file(test_csv, label_cols=["category"], min_rows=1)
+    labels = load_trained_labels(a.out_model)
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.array([index[v] for v in test.labels["category"]])  # type: ignore[index]
+
+    from ml.serving import Classifier
+
+    clf = Classifier.load(a.out_model, threads=a.threads, int8=False)
+    encoded = [e.ids for e in clf.tokenizer.encode_batch(test.texts)]
+    model = load_trained(a.out_model)
+    torch_logits = predict_logits(model, encoded)["category"]
+    temperature = clf.temperatures["category"]
+    acc_torch = float((torch_logits.argmax(1) == y).mean())
+    ece_before = ece(softmax(torch_logits), y)
+    ece_after = ece(softmax(torch_logits, temperature), y)
+    fp32_logits = clf.logits(test.texts)["category"]
+    int8 = Classifier.load(a.out_model, threads=a.threads, int8=True)
+    int8_logits = int8.logits(test.texts)["category"]
+    acc_fp32 = float((fp32_logits.argmax(1) == y).mean())
+    acc_int8 = float((int8_logits.argmax(1) == y).mean())
+    ece_int8 = ece(softmax(int8_logits, temperature), y)
+
+    tput = {str(b): round(throughput(a.out_model, test.texts, b, a.threads), 1) for b in (1, 8, 32, 64)}
+    result: dict[str, Any] = {
+        "dataset": "banking77", "train_rows": args.train_rows, "val_rows": args.val_rows, "test_rows": len(test),
+        "test_accuracy_torch": round(acc_torch, 4), "test_accuracy_onnx_fp32": round(acc_fp32, 4),
+        "test_accuracy_int8": round(acc_int8, 4), "int8_drop_pt": round((acc_torch - acc_int8) * 100, 2),
+        "test_ece_before": round(ece_before, 4), "test_ece_after": round(ece_after, 4),
+        "test_ece_int8_calibrated": round(ece_int8, 4), "temperature": round(temperature, 4),
+        "val": metrics["validation"].get("category"), "parity_val": metrics.get("parity"),
+        "parity_error": parity_error,
+        "train_loop_seconds": metrics["train_seconds"], "train_total_seconds": round(train_wall, 1),
+        "epochs_run": len(metrics["history"]), "best_epoch": metrics["best_epoch"],
+        "stop_reason": metrics["stop_reason"], "history": metrics["history"],
+        "throughput_int8_texts_per_s": tput, "threads": a.threads,
+        "machine": {"cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+                    "platform": platform.platform(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
+        "versions": versions(), "training_args": json.loads((a.out_model / "training_args.json").read_text()),
+    }
+    result["targets"] = {
+        "accuracy>=93.0%": acc_torch >= TARGETS["accuracy"],
+        "ece_after<=0.03": ece_after <= TARGETS["ece_after"],
+        "int8_within_0.5pt": (acc_torch - acc_int8) * 100 <= TARGETS["int8_drop_pt"],
+        "training<=20min": train_wall <= TARGETS["train_minutes"] * 60,
+        ">=400_texts_per_s_at_b32": tput["32"] >= TARGETS["throughput_b32"],
+    }
+    a.results.parent.mkdir(parents=True, exist_ok=True)
+    a.results.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("history", "training_args", "val", "parity_val")}))
+    return 0
+
+
+def load_trained_labels(model_dir: Path) -> list[str]:
+    from ml import layout
+
+    return layout.read_heads(model_dir)["category"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
