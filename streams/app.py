@@ -24,7 +24,7 @@ from streams.audit import AuditSink
 from streams.ingest import Source
 from streams.metrics import CONTENT_TYPE, Metrics
 from streams.models import ModelManager, default_loader
-from streams.pipeline import Pipeline, RawMessage
+from streams.pipeline import Pipeline, Publisher, RawMessage
 from streams.policy import PolicyWatcher
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ, TOPIC_FEEDBACK, TOPIC_RAW, WORKER_GROUP
 from triage.settings import Settings
@@ -77,6 +77,7 @@ class Worker:
     policy: PolicyWatcher
     metrics: Metrics
     health: Health
+    agents: dict[str, Any] = field(default_factory=dict)
 
     def health_body(self) -> dict[str, Any]:
         problems = [f"{dep} unavailable: {err}" for dep, err in self.health.down.items()]
@@ -146,7 +147,7 @@ async def run_batch(fn: Callable[[list[RawMessage]], Awaitable[Any]], msgs: list
 
 def create_app(settings: Settings, *, models: ModelManager | None = None, policy: PolicyWatcher | None = None,
                metrics: Metrics | None = None, sink: AuditSink | None = None, broker: str | None = None,
-               web_enabled: bool = True) -> Worker:
+               publisher: Publisher | None = None, web_enabled: bool = True) -> Worker:
     """Build the worker: faust app, topics, agents, timers, pages. Connects to nothing until started."""
     metrics = metrics or Metrics()
     health = Health()
@@ -189,7 +190,7 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     feedback_topic = app.topic(TOPIC_FEEDBACK, value_serializer="raw", key_serializer="raw")
     decisions_topic = app.topic(TOPIC_DECISIONS, value_serializer="raw", key_serializer="raw")
     dlq_topic = app.topic(TOPIC_DLQ, value_serializer="raw", key_serializer="raw")
-    publisher = FaustPublisher({TOPIC_DECISIONS: decisions_topic, TOPIC_DLQ: dlq_topic})
+    publisher = publisher or FaustPublisher({TOPIC_DECISIONS: decisions_topic, TOPIC_DLQ: dlq_topic})
     pipeline = Pipeline(sink=sink, publisher=publisher, models=models, policy=policy, metrics=metrics,
                         max_body_chars=settings.max_body_chars, model_name=settings.model_name)
     worker = Worker(app=app, settings=settings, pipeline=pipeline, models=models, policy=policy, metrics=metrics,
@@ -240,7 +241,7 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
         _model_gauges(worker)
         return view.bytes(metrics.render(), content_type=CONTENT_TYPE)
 
-    app.agents_by_name = {"tickets": tickets, "feedback": feedback}  # type: ignore[attr-defined]
+    worker.agents = {"tickets": tickets, "feedback": feedback}
     return worker
 
 

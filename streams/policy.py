@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from triage.labels import CHANNELS, INTENTS, URGENCIES, Route
 from triage.schemas import HeadPrediction
@@ -41,7 +41,7 @@ class Thresholds(_Strict):
 
 class ThresholdTable(_Strict):
     default: Thresholds
-    intents: dict[str, Thresholds] = Field(default_factory=dict)
+    intents: dict[Intent, Thresholds] = Field(default_factory=dict)
 
     @field_validator("default")
     @classmethod
@@ -50,54 +50,39 @@ class ThresholdTable(_Strict):
             raise ValueError("default needs both auto_resolve and draft_for_review")
         return v
 
-    @field_validator("intents")
-    @classmethod
-    def _known_intents(cls, v: dict[str, Thresholds]) -> dict[str, Thresholds]:
-        _check_labels(v, INTENTS, "intent")
-        return v
-
     def get(self, intent: str | None, name: ThresholdName) -> float:
         own = self.intents.get(intent or "")
         value = getattr(own, name) if own is not None else None
         return float(value if value is not None else getattr(self.default, name))
 
 
-def _check_labels(values: Any, known: tuple[str, ...], what: str) -> None:
-    for v in values:
+def _label(known: tuple[str, ...], what: str) -> AfterValidator:
+    def check(v: str) -> str:
         if v not in known:
             raise ValueError(f"unknown {what} {v!r}; known: {', '.join(known)}")
+        return v
+
+    return AfterValidator(check)
+
+
+# Checked one by one, so an error points at the very list item or key.
+Intent = Annotated[str, _label(INTENTS, "intent")]
+Urgency = Annotated[str, _label(URGENCIES, "urgency")]
+ChannelName = Annotated[str, _label(CHANNELS, "channel")]
 
 
 class When(_Strict):
     """Conditions of a rule; all given ones must hold. An empty `when` always matches."""
 
-    intent: list[str] | None = None
-    not_intent: list[str] | None = None
-    urgency: list[str] | None = None
-    channel: list[str] | None = None
+    intent: list[Intent] | None = None
+    not_intent: list[Intent] | None = None
+    urgency: list[Urgency] | None = None
+    channel: list[ChannelName] | None = None
     abstained: bool | None = None
     denied: bool | None = None
     # A number, or the name of a per-intent threshold from `thresholds`.
     confidence_at_least: float | ThresholdName | None = None
     confidence_below: float | ThresholdName | None = None
-
-    @field_validator("intent", "not_intent")
-    @classmethod
-    def _intents(cls, v: list[str] | None) -> list[str] | None:
-        _check_labels(v or [], INTENTS, "intent")
-        return v
-
-    @field_validator("urgency")
-    @classmethod
-    def _urgencies(cls, v: list[str] | None) -> list[str] | None:
-        _check_labels(v or [], URGENCIES, "urgency")
-        return v
-
-    @field_validator("channel")
-    @classmethod
-    def _channels(cls, v: list[str] | None) -> list[str] | None:
-        _check_labels(v or [], CHANNELS, "channel")
-        return v
 
     @field_validator("confidence_at_least", "confidence_below")
     @classmethod
@@ -122,7 +107,7 @@ class DefaultRule(_Strict):
 
 class PolicySpec(_Strict):
     version: str = Field(min_length=1, max_length=40)
-    deny_intents: list[str] = Field(default_factory=list)
+    deny_intents: list[Intent] = Field(default_factory=list)
     thresholds: ThresholdTable
     rules: list[Rule] = Field(min_length=1)
     default: DefaultRule
@@ -131,12 +116,6 @@ class PolicySpec(_Strict):
     @classmethod
     def _version_text(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-
-    @field_validator("deny_intents")
-    @classmethod
-    def _deny(cls, v: list[str]) -> list[str]:
-        _check_labels(v, INTENTS, "intent")
-        return v
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PolicySpec:
@@ -268,6 +247,15 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
     _line_map(node, (), lines, dupes)
     if dupes:
         raise PolicyError(f"{source}: {dupes[0]}; remove one of them")
+    rules = data.get("rules")
+    if isinstance(rules, list):
+        seen: set[Any] = set()
+        for i, rule in enumerate(rules):
+            rid = rule.get("id") if isinstance(rule, dict) else None
+            if rid is not None and rid in seen:
+                raise PolicyError(f"{source}: line {lines.get(('rules', i, 'id'), 1)}: rules.{i}.id: rule id "
+                                  f"{rid!r} is used twice; rule ids must be unique")
+            seen.add(rid)
     try:
         spec = PolicySpec.model_validate(data)
     except ValidationError as exc:

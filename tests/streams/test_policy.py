@@ -1,0 +1,114 @@
+"""The routing policy: decisions, line-precise validation errors, and hot reload that refuses bad files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from streams.policy import Facts, PolicyError, PolicyWatcher, decide, parse_policy
+from triage.schemas import HeadPrediction, LabelScore
+from triage.settings import PROJECT_ROOT
+
+TEXT = (PROJECT_ROOT / "streams" / "policy.yaml").read_text()
+POLICY = parse_policy(TEXT)
+
+
+def head(label: str, conf: float, abstained: bool = False) -> HeadPrediction:
+    return HeadPrediction(label=label, confidence=conf, top_k=[LabelScore(label=label, score=conf)],
+                          abstained=abstained)
+
+
+def facts(intent: str, conf: float, urgency: str = "normal", **kw: object) -> Facts:
+    return Facts(channel="email", intent=head(intent, conf, bool(kw.pop("abstained", False))),
+                 urgency=head(urgency, 0.9), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("f", "route", "rule"), [
+    (facts("card_arrival", 0.95), "auto_resolve", "auto-resolve-confident"),
+    (facts("card_arrival", 0.86), "auto_resolve", "auto-resolve-confident"),  # per-intent threshold 0.85
+    (facts("transfer_failed", 0.86), "draft_for_review", "draft-when-fairly-sure"),  # default 0.90
+    (facts("card_arrival", 0.95, "high"), "draft_for_review", "draft-when-fairly-sure"),
+    (facts("card_arrival", 0.95, "critical"), "escalate", "escalate-critical"),
+    (facts("fraud_report", 0.99, "high"), "escalate", "escalate-fraud-or-lost-card"),
+    (facts("fraud_report", 0.99, "low"), "human_queue", "denied-to-human"),
+    (facts("card_arrival", 0.99, abstained=True), "human_queue", "abstain-to-human"),
+    (facts("card_arrival", 0.30), "human_queue", "fallback-human"),
+    (facts("card_arrival", 0.99, pii_failed=True), "human_queue", "builtin:pii-mask-failed"),
+    (facts("card_arrival", 0.99, no_model=True), "human_queue", "builtin:no-model"),
+])
+def test_routes(f: Facts, route: str, rule: str) -> None:
+    v = decide(POLICY, f)
+    assert (v.route, v.rule_id) == (route, rule)
+
+
+def test_deny_list_wins_over_rule_order() -> None:
+    text = TEXT.replace("rules:\n", "rules:\n  - id: automate-everything\n    route: auto_resolve\n", 1)
+    p = parse_policy(text)
+    assert decide(p, facts("card_arrival", 0.1)).rule_id == "automate-everything"
+    v = decide(p, facts("close_account", 0.99))
+    assert v.route == "human_queue"
+
+
+def _line_of(text: str, needle: str) -> int:
+    """1-based number of the last line containing `needle` (the changed one in these tests)."""
+    return max(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize(("old", "new", "needle", "words"), [
+    ("urgency: [critical]}", "urgency: [critcal]}", "critcal", "unknown urgency"),
+    ("route: draft_for_review\n", "route: draft\n", "route: draft", "route"),
+    ("card_arrival: {auto_resolve: 0.85}", "card_arrival: {auto_resolve: 1.85}", "1.85", "auto_resolve"),
+    ("  - fraud_report\n", "  - fraud_reports\n", "fraud_reports", "unknown intent"),
+    ("    loan_inquiry:", "    loan_inqury:", "loan_inqury", "unknown intent"),
+    ("  - id: denied-to-human", "  - id: escalate-critical", "id: escalate-critical", "used twice"),
+    ("    when: {abstained: true}", "    when: {abstained: true, colour: red}", "colour", "colour"),
+    ("route: escalate\n    reason: money", "route: escalate\n    route: escalate\n    reason: money",
+     "route: escalate", "appears twice"),
+])
+def test_errors_name_the_line(old: str, new: str, needle: str, words: str) -> None:
+    assert old in TEXT
+    bad = TEXT.replace(old, new, 1)
+    line = _line_of(bad, needle)
+    with pytest.raises(PolicyError) as info:
+        parse_policy(bad, "policy.yaml")
+    msg = str(info.value)
+    assert f"policy.yaml: line {line}:" in msg, msg
+    assert words in msg
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    bad = TEXT.replace("deny_intents:\n", "deny_intents: [\n", 1)
+    with pytest.raises(PolicyError, match=r"line \d+: YAML syntax error"):
+        parse_policy(bad, "p.yaml")
+    with pytest.raises(PolicyError, match="line 1: the policy must be a YAML mapping"):
+        parse_policy("- just a list\n", "p.yaml")
+
+
+def test_watcher_reloads_good_files_and_refuses_bad_ones(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(TEXT)
+    w = PolicyWatcher(path)
+    first = w.current.version
+    assert w.check() is None
+
+    def write(text: str, bump: int) -> None:
+        path.write_text(text)
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump))
+
+    write(TEXT.replace('version: "2026.11.1"', 'version: "2026.11.2"'), 10**9)
+    assert w.check() is True and w.current.version.startswith("2026.11.2@") and w.error is None
+    second = w.current.version
+    assert second != first
+
+    bad = TEXT.replace("route: escalate\n", "route: escalate_now\n", 1)
+    write(bad, 2 * 10**9)
+    assert w.check() is False
+    assert w.current.version == second
+    assert w.error is not None and f"line {_line_of(bad, 'escalate_now')}" in w.error and second in w.error
+    assert w.check() is None  # unchanged file: no repeated work
+
+    path.unlink()
+    assert w.check() is False and "cannot read" in (w.error or "") and w.current.version == second

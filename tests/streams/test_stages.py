@@ -1,0 +1,172 @@
+"""Unit tests of the pure stages: decode, normalise, prepare, canary assignment, decision building."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.decide import Classified, build_decision
+from streams.ingest import Source, decode_feedback, decode_ticket, reason_kind
+from streams.models import LoadedModel, ModelSet, in_canary
+from streams.normalise import normalise
+from streams.policy import load_policy
+from streams.prepare import WITHHELD, prepare
+from triage.schemas import DeadLetter, Feedback, HeadPrediction, LabelScore, Prediction, Ticket
+from triage.settings import PROJECT_ROOT
+from triage.simulator import MALFORMED, TicketGenerator
+
+SRC = Source("tickets.raw", 2, 41, b"k")
+POLICY = load_policy(PROJECT_ROOT / "streams" / "policy.yaml")
+
+
+def _ticket(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {"ticket_id": "T-1", "channel": "email", "body": "My card has not arrived.",
+                               "received_at": "2026-11-24T08:00:00+00:00"}
+    base.update(kw)
+    return base
+
+
+def test_valid_ticket_decodes() -> None:
+    t = decode_ticket(json.dumps(_ticket()).encode(), SRC, max_body_chars=1000)
+    assert isinstance(t, Ticket) and t.ticket_id == "T-1"
+
+
+def test_every_simulated_ticket_is_valid() -> None:
+    gen = TicketGenerator(seed=1)
+    for _ in range(200):
+        assert isinstance(decode_ticket(json.dumps(gen.generate().message).encode(), SRC, max_body_chars=20_000),
+                          Ticket)
+
+
+def test_malformed_messages_become_dead_letters_with_reason_and_origin() -> None:
+    for raw in MALFORMED:
+        d = decode_ticket(raw, SRC, max_body_chars=1000)
+        assert isinstance(d, DeadLetter), raw
+        assert d.reason and (d.source_topic, d.partition, d.offset, d.key) == ("tickets.raw", 2, 41, "k")
+        restored = base64.b64decode(d.original) if d.encoding == "base64" else d.original.encode()
+        assert restored == raw
+
+
+def test_each_kind_of_bad_input_is_named() -> None:
+    cases = {
+        b"\xff\xfe": "not utf-8",
+        b"{oops": "not json",
+        b"[1]": "not an object",
+        json.dumps(_ticket(channel="fax")).encode(): "invalid ticket",
+        json.dumps({"ticket_id": "T-2"}).encode(): "invalid ticket",
+        json.dumps(_ticket(body="x" * 2000)).encode(): "oversize",
+        json.dumps(_ticket(body="a\u0000b")).encode(): "invalid text",
+        b"": "empty",
+    }
+    for raw, kind in cases.items():
+        d = decode_ticket(raw, SRC, max_body_chars=1000)
+        assert isinstance(d, DeadLetter)
+        assert d.reason.startswith(kind), (raw, d.reason)
+        assert reason_kind(d.reason) == kind
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_decode_never_raises_and_keeps_the_bytes(raw: bytes) -> None:
+    out = decode_ticket(raw, SRC, max_body_chars=1000)
+    if isinstance(out, DeadLetter):
+        restored = base64.b64decode(out.original) if out.encoding == "base64" else out.original.encode()
+        assert restored == raw
+        assert "\x00" not in out.original
+
+
+def test_feedback_is_checked_beyond_the_schema() -> None:
+    ok = {"event_id": "F-1", "ticket_id": "T-1", "kind": "correct", "intent": "card_arrival",
+          "created_at": "2026-11-24T08:00:00+00:00"}
+    assert isinstance(decode_feedback(json.dumps(ok).encode(), SRC), Feedback)
+    for bad in ({**ok, "intent": "nope"}, {**ok, "intent": None}, {**ok, "kind": "reroute"}, {**ok, "kind": "x"}):
+        d = decode_feedback(json.dumps(bad).encode(), SRC)
+        assert isinstance(d, DeadLetter), bad
+
+
+def test_normalise_strips_html_quotes_and_signature() -> None:
+    text = ("<html><body><p>Hello,</p><p>My card&nbsp;has not arrived.</p><style>p{}</style></body></html>\n"
+            "Kind regards,\nAnna Schmidt\n+44 7700 900123\n\nOn Mon, Anna wrote:\n> Thanks for your message\n> bye")
+    out = normalise(text)
+    assert "card has not arrived" in out
+    for gone in ("<p>", "Anna", "Thanks for your message", "p{}", "regards"):
+        assert gone not in out
+
+
+def test_normalise_keeps_a_message_that_is_only_a_quote() -> None:
+    assert normalise("> quoted only") == "> quoted only"
+    assert normalise("   plain   text  ") == "plain text"
+
+
+def test_prepare_masks_pii_everywhere_it_goes() -> None:
+    t = Ticket.model_validate(_ticket(subject="card 4111 1111 1111 1111",
+                                      body="Write to anna.schmidt@example.org please. My card has not arrived."))
+    p = prepare(t)
+    assert "anna.schmidt@example.org" not in p.text and "4111" not in p.text
+    assert sum(p.pii_counts.values()) >= 2
+    row = p.row()
+    assert "example.org" not in row.body_masked and "4111" not in row.subject_masked
+
+
+def test_prepare_fails_closed_when_masking_fails() -> None:
+    p = prepare(Ticket.model_validate(_ticket()), masker=lambda _t: None)
+    assert p.mask_failed and p.body == WITHHELD and "card" not in p.text
+
+
+def test_canary_assignment_is_sticky_and_near_the_percent() -> None:
+    ids = [f"T-{i}" for i in range(4000)]
+    share = sum(in_canary(i, 10.0) for i in ids) / len(ids)
+    assert 0.08 < share < 0.12
+    assert [in_canary(i, 10.0) for i in ids] == [in_canary(i, 10.0) for i in ids]
+    # Raising the percent only adds tickets to the canary, never moves one out.
+    assert all(in_canary(i, 30.0) for i in ids if in_canary(i, 10.0))
+    assert not any(in_canary(i, 0.0) for i in ids) and all(in_canary(i, 100.0) for i in ids)
+
+
+def _pred(version: int, intent: str, conf: float, urgency: str = "normal") -> Prediction:
+    def head(label: str, c: float) -> HeadPrediction:
+        return HeadPrediction(label=label, confidence=c, top_k=[LabelScore(label=label, score=c)])
+
+    return Prediction(model_name="m", model_version=version,
+                      heads={"intent": head(intent, conf), "urgency": head(urgency, 0.9)})
+
+
+class _Never:
+    heads: dict[str, list[str]] = {}
+
+    def predict(self, texts: list[str]) -> object:
+        raise AssertionError("not called")
+
+
+def test_build_decision_canary_arm_acts_and_keeps_the_other_prediction() -> None:
+    champ, canary = LoadedModel("m", 1, _Never()), LoadedModel("m", 2, _Never())
+    models = ModelSet(champion=champ, challenger=canary, mode="canary", percent=100.0)
+    t = Ticket.model_validate(_ticket(received_at=(datetime.now(UTC) - timedelta(milliseconds=50)).isoformat()))
+    item = prepare(t)
+    d = build_decision(item, Classified(_pred(1, "card_arrival", 0.99), _pred(2, "complaint", 0.99), 3.0, 4.0),
+                       models, POLICY, "m", {"decode": 0.1})
+    assert (d.arm, d.model_version, d.challenger_mode) == ("canary", 2, "canary")
+    assert d.challenger is not None and d.challenger.model_version == 1
+    assert d.route == "human_queue" and d.rule_id == "denied-to-human"  # complaint is on the deny list
+    assert d.latency_ms["inference"] == 4.0 and d.latency_ms["e2e"] >= 50
+    assert d.policy_version == POLICY.version
+
+    shadow = ModelSet(champion=champ, challenger=canary, mode="shadow", percent=0.0)
+    d2 = build_decision(item, Classified(_pred(1, "card_arrival", 0.99, "low"), _pred(2, "complaint", 0.99), 3.0,
+                                         4.0), shadow, POLICY, "m", {})
+    assert (d2.arm, d2.model_version, d2.route, d2.challenger_mode) == ("champion", 1, "auto_resolve", "shadow")
+
+
+def test_build_decision_without_a_model_goes_to_a_person() -> None:
+    item = prepare(Ticket.model_validate(_ticket()))
+    d = build_decision(item, Classified(None, None, 0.0, 0.0), ModelSet(champion=None), POLICY, "m", {})
+    assert (d.route, d.rule_id, d.model_version) == ("human_queue", "builtin:no-model", 0)
+
+
+def test_policy_file_in_the_repo_is_valid(tmp_path: Path) -> None:
+    assert POLICY.spec.rules and POLICY.version.startswith(POLICY.spec.version + "@")
