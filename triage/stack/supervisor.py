@@ -24,11 +24,12 @@ from triage.names import TOPICS
 from triage.settings import PROJECT_ROOT, Settings
 from triage.stack import airflow as af
 from triage.stack.kafka import EmbeddedKafka, check_broker, ensure_topics
+from triage.stack.llm import EmbeddedLLM, check_llm, llm_available
 from triage.stack.postgres import EmbeddedPostgres
 from triage.stack.procs import StackError, pid_alive, require_free_port, spawn, stop_group, wait_until
 
 Say = Callable[[str], None]
-ORDER = ("postgres", "kafka", "airflow", "worker", "simulator")
+ORDER = ("postgres", "kafka", "llm", "airflow", "worker", "simulator")
 
 
 @dataclass
@@ -87,10 +88,24 @@ def health(settings: Settings) -> dict[str, str | None]:
     }
     if settings.airflow:
         result["airflow"] = af.check_airflow(settings.airflow_port)
+    result["llm"] = _llm_health(settings)
     result["worker"] = check_worker(settings.worker_port)
     sim = parts.get("simulator")
     result["simulator"] = None if sim and pid_alive(int(sim["pid"])) else "not running"
     return result
+
+
+def _llm_health(settings: Settings) -> str | None:
+    """The drafting backend: an LLM server when one is configured or installed; else templates (healthy)."""
+    url = settings.llm_url
+    return None if url is None else check_llm(url)
+
+
+def llm_line(settings: Settings) -> str:
+    url = settings.llm_url
+    if url is None:
+        return "template drafter (no LLM server: `make llm` installs the local one, or set TRIAGE_LLM_BASE_URL)"
+    return url
 
 
 class Supervisor:
@@ -173,6 +188,20 @@ class Supervisor:
         mv = ensure_champion(self.settings, say=self.say)
         self.say(f"  model      ready   {mv.name} v{mv.version} ({mv.status})")
 
+    def start_llm(self) -> None:
+        """The local llama.cpp server when `make llm` installed it; otherwise drafts come from templates."""
+        if llm_available(self.settings):
+            server = EmbeddedLLM(self.settings, self.logs / "llm.log")
+            self.procs["llm"] = server.start()
+            self._record()
+        elif self.settings.llm_url is not None and (reason := check_llm(self.settings.llm_url)) is not None:
+            raise StackError(
+                f"cannot reach the LLM server at {self.settings.llm_url} ({reason}); "
+                "start it or unset TRIAGE_LLM_BASE_URL to use template drafts"
+            )
+        self.where["llm"] = llm_line(self.settings)
+        self.say(f"  llm        ready   {self.where['llm']}")
+
     def start_airflow(self) -> None:
         self.say("  airflow    starting (first start migrates its database: a few minutes)")
         flow = af.EmbeddedAirflow(self.settings, self.logs / "airflow.log")
@@ -222,6 +251,7 @@ class Supervisor:
             self.start_postgres()
             self.start_kafka()
             self.ensure_model()
+            self.start_llm()
             if self.settings.airflow:
                 self.start_airflow()
             self.start_worker()
