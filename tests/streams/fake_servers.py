@@ -153,3 +153,23 @@ class WebhookSink(_Server):
     def fail_next(self, n: int, status: int = 503) -> None:
         with self.lock:
             self.script.extend([f"status:{status}"] * n)
+
+
+def make_decision(ticket_id: str, route: str = "draft_for_review", text: str = "Where is my new card?",
+                  intent: str = "card_arrival", urgency: str = "normal", confidence: float = 0.8) -> Any:
+    """A routed decision as the worker publishes it on triage.decisions."""
+    from datetime import UTC, datetime
+
+    from triage.schemas import Decision, HeadPrediction, LabelScore, Prediction
+
+    heads = {
+        "intent": HeadPrediction(label=intent, confidence=confidence,
+                                 top_k=[LabelScore(label=intent, score=confidence)]),
+        "urgency": HeadPrediction(label=urgency, confidence=0.9, top_k=[LabelScore(label=urgency, score=0.9)]),
+    }
+    return Decision(
+        ticket_id=ticket_id, channel="email", route=route, rule_id="draft-when-fairly-sure",  # type: ignore[arg-type]
+        policy_version="test@0", reason="test", model_name="triage-classifier", model_version=1,
+        prediction=Prediction(model_name="triage-classifier", model_version=1, heads=heads),
+        masked_text=text, received_at=datetime.now(UTC),
+    )
