@@ -34,8 +34,13 @@ status:
 
 test: install lint test-ops test-stream
 
-test-ops: install
+test-ops: install .venv/.chromium
 	$(OPS)/python -m pytest tests --ignore=tests/streams $(PYTEST_ARGS)
+
+# Headless Chromium for the dashboard test (Debian package; needs root on a fresh CI machine).
+.venv/.chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	touch $@
 
 test-stream: install
 	$(STREAM)/python -m pytest tests/streams $(PYTEST_ARGS)

@@ -38,15 +38,10 @@ REFERENCE_COLUMNS = ("text", "intent", "urgency")
 STATUS_OK = "ok"
 STATUS_INSUFFICIENT = "insufficient_data"
 
-# Masked-PII placeholders (`<EMAIL>`, `[CARD]`, `{IBAN}`) and raw PII-looking tokens. The reference is
-# training text and the window is masked text: both are scrubbed alike so that masking itself never
-# reads as drift.
-_SCRUB = re.compile(
-    r"[<\[{][A-Z_]{2,20}[>\]}]"  # placeholders
-    r"|\S+@\S+"  # e-mail addresses
-    r"|\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b"  # IBAN-like
-    r"|\+?\(?\d[\d\s().-]{6,}\d"  # phone and card numbers
-)
+# Placeholders of masked PII (`<EMAIL_1>`, as triage.pii writes them). The reference is training text and
+# the window is masked text: both are masked and stripped of placeholders alike, so that masking itself
+# never reads as drift.
+_PLACEHOLDER = re.compile(r"<[A-Z]{2,16}(?:_\d+)?>")
 
 
 class DriftInputError(ValueError):
@@ -103,8 +98,10 @@ class DriftResult:
 
 
 def scrub(text: str) -> str:
-    """Text as the drift check compares it: PII and placeholders removed, lower case, single spaces."""
-    return " ".join(_SCRUB.sub(" ", text).lower().split())
+    """Text as the drift check compares it: PII masked, placeholders removed, lower case, single spaces."""
+    from triage.pii import mask
+
+    return " ".join(_PLACEHOLDER.sub(" ", mask(text).text).lower().split())
 
 
 def load_reference(path: Path) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Seeded audit-trail rows for monitoring tests: decisions, feedback, LLM calls and actions.
 
 Built from the simulator's labelled tickets so that text, intents and the drift mode are the real ones;
-the "model" is the truth with some noise, PII is masked as the stream does (`<KIND>`).
+the "model" is the truth with some noise, PII is masked as the stream does (triage.pii).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 
 from triage import db
 from triage.labels import INTENTS, ROUTES
+from triage.pii import mask
 from triage.simulator import TicketGenerator
 
 MODEL = "triage-classifier"
@@ -46,10 +47,7 @@ def seed_window(url: str, start: datetime, end: datetime, n: int, *, seed: int, 
             conf = min(0.999, max(0.05, rng.betavariate(8, 2) - (0.15 if drift else 0.0)))
             abstained = conf < 0.35
             route = "human_queue" if abstained else rng.choice(ROUTES)
-            text = t.text
-            for kind, values in t.pii.items():
-                for v in values:
-                    text = text.replace(v, f"<{kind}>")
+            text = mask(t.text).text
             tid = f"{t.message['ticket_id']}-{seed}"
             arm = "canary" if rng.random() < canary_share else "champion"
             cur.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,8 +10,6 @@ import yaml
 
 from monitoring import rollup
 from tests.monitoring import fixtures
-from tests.monitoring.conftest import fresh_db
-from tests.monitoring.seed import seed_window
 from triage import db, names
 
 DBT = rollup.DBT_PROJECT_DIR
@@ -44,19 +41,6 @@ def test_dbt_env_splits_a_socket_url() -> None:
     assert env["DBT_ENV_SECRET_TRIAGE_PASSWORD"] == "s3cret" and env["DBT_TRIAGE_HOST"] == "db.example"
 
 
-@pytest.fixture(scope="module")
-def built(pg_server, tmp_path_factory: pytest.TempPathFactory):
-    """One database with the hand fixture and a simulator day, built once (dbt is slow)."""
-    url = fresh_db(pg_server, "dbt")
-    fixtures.register_models(url, {1: "champion", 2: "canary"})
-    fixtures.insert_hand_fixture(url)
-    day2 = fixtures.HOUR + timedelta(days=1)
-    seed_window(url, day2, day2 + timedelta(hours=3), 300, seed=5, canary_share=0.2)
-    target = tmp_path_factory.mktemp("dbt_target")
-    result = rollup.build(url, target_path=target)
-    return url, target, result
-
-
 def _kpi(url: str, grain: str, breakdown: str, **dims: object) -> dict:
     where = " AND ".join(f"{k} = %({k})s" for k in dims)
     with db.connect(url) as conn:
@@ -70,8 +54,8 @@ def _kpi(url: str, grain: str, breakdown: str, **dims: object) -> dict:
     return rows[0]
 
 
-def test_build_passes_with_unit_tests(built) -> None:
-    _, _, result = built
+def test_build_passes_with_unit_tests(marts_db) -> None:
+    _, _, result = marts_db
     statuses = {r["unique_id"]: r["status"] for r in result.results}
     assert all(s in ("success", "pass") for s in statuses.values()), statuses
     assert "unit_test.triage.int_decisions_joined_to_feedback.test_override_logic" in statuses
@@ -80,8 +64,8 @@ def test_build_passes_with_unit_tests(built) -> None:
 
 
 @pytest.mark.parametrize("grain", ["hour", "day"])
-def test_overall_kpis_match_the_hand_computation(built, grain: str) -> None:
-    url, _, _ = built
+def test_overall_kpis_match_the_hand_computation(marts_db, grain: str) -> None:
+    url, _, _ = marts_db
     row = _kpi(url, grain, "overall")
     assert row["tickets"] == 6
     assert row["automated_completions"] == 1  # H1 only: H2 overridden, H6's action failed
@@ -100,8 +84,8 @@ def test_overall_kpis_match_the_hand_computation(built, grain: str) -> None:
     assert row["drift_flag"] is True
 
 
-def test_breakdowns_by_route_and_model_version(built) -> None:
-    url, _, _ = built
+def test_breakdowns_by_route_and_model_version(marts_db) -> None:
+    url, _, _ = marts_db
     auto = _kpi(url, "hour", "route", route="auto_resolve")
     assert (auto["tickets"], auto["automated_completions"], auto["overrides"]) == (3, 1, 1)
     assert auto["intent"] is None and auto["channel"] is None
@@ -113,19 +97,19 @@ def test_breakdowns_by_route_and_model_version(built) -> None:
     assert none["abstention_rate"] == Decimal("1")
 
 
-def test_seeded_day_has_no_drift_flag_and_sane_rates(built) -> None:
-    url, _, _ = built
+def test_seeded_day_has_no_drift_flag_and_sane_rates(marts_db) -> None:
+    url, _, _ = marts_db
     with db.connect(url) as conn:
         rows = conn.execute(
             f"SELECT tickets, automated_completion_rate, override_rate, drift_flag FROM {names.ANALYTICS_SCHEMA}"
             ".agg_triage_kpis WHERE grain = 'day' AND breakdown = 'overall' ORDER BY period_start").fetchall()
-    assert [r["tickets"] for r in rows] == [6, 300]
+    assert [r["tickets"] for r in rows] == [6, 240, 240]
     assert rows[1]["drift_flag"] is False
     assert 0 < rows[1]["automated_completion_rate"] < 1 and 0 < rows[1]["override_rate"] < 1
 
 
-def test_failing_test_is_named(built) -> None:
-    url, target, _ = built
+def test_failing_test_is_named(marts_db) -> None:
+    url, target, _ = marts_db
     with db.connect(url) as conn:
         conn.execute("UPDATE triage.decisions SET model_version = 9 WHERE ticket_id = 'H1'")
     try:
@@ -136,14 +120,14 @@ def test_failing_test_is_named(built) -> None:
             conn.execute("UPDATE triage.decisions SET model_version = 1 WHERE ticket_id = 'H1'")
 
 
-def test_docs_generate_writes_the_catalog(built) -> None:
-    url, target, _ = built
+def test_docs_generate_writes_the_catalog(marts_db) -> None:
+    url, target, _ = marts_db
     rollup.docs_generate(url, target_path=target)
     assert (Path(target) / "catalog.json").is_file()
     assert (Path(target) / "index.html").is_file()
 
 
-def test_stale_sources_fail_the_freshness_check_by_name(built) -> None:
-    url, target, _ = built  # its newest decision is months before the clock
+def test_stale_sources_fail_the_freshness_check_by_name(marts_db) -> None:
+    url, target, _ = marts_db  # its newest decision is months before the clock
     with pytest.raises(rollup.RollupError, match=r"source\.triage\.triage\.decisions \(error\)"):
         rollup.check_freshness(url, target_path=target)

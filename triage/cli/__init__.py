@@ -6,10 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from triage.cli import db_cmd, pii_cmd, stack_cmd
+from triage.cli import actions_cmd, db_cmd, lifecycle_cmd, ml_cmd, monitoring_cmd, pii_cmd, stack_cmd
 from triage.cli.common import EXPECTED_ERRORS, fail
 
-REGISTRARS = (stack_cmd.register, db_cmd.register, pii_cmd.register)
+REGISTRARS = (stack_cmd.register, db_cmd.register, pii_cmd.register, monitoring_cmd.register, actions_cmd.register,
+              ml_cmd.register, lifecycle_cmd.register)
 
 
 def build_parser() -> argparse.ArgumentParser:
