@@ -160,6 +160,57 @@ class Settings(BaseModel):
         0.05, ge=0, le=1, description="Largest share of tickets labelled more than once"
     )
 
+    # Model lifecycle: retraining on production labels, canary promotion
+    quality_schedule: str = Field(
+        "0 2 * * *", min_length=1, description="Cron of the data_quality DAG (daily windows of labels and decisions)"
+    )
+    retrain_schedule: str = Field(
+        "0 3 * * *", min_length=1, description="Cron of the retrain_classifier DAG (it also runs on drift)"
+    )
+    retrain_min_new_labels: int = Field(
+        200, ge=1, description="Fewer production labels since the champion was trained: retraining skips"
+    )
+    retrain_holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Most recent share of new labels kept out of training to compare the models"
+    )
+    retrain_correction_weight: float = Field(
+        3.0, ge=1, le=20, description="Weight of a corrected label relative to a confirmation (1 = equal)"
+    )
+    retrain_promotion_margin: float = Field(
+        0.01, ge=0, le=1, description="Macro-F1 gain over the champion a candidate needs to be registered"
+    )
+    retrain_max_class_regression: float = Field(
+        0.05, ge=0, le=1, description="Largest per-class F1 drop versus the champion that a candidate may show"
+    )
+    retrain_epochs: int = Field(3, ge=1, le=50, description="Fine-tuning epochs of a retrain")
+    retrain_time_budget_s: float = Field(1800.0, gt=0, description="Wall-clock budget of one fine-tuning run")
+    retrain_base_data: Path | None = Field(
+        None, description="CSV/Parquet of base training data; unset = the champion's training sample"
+    )
+    canary_mode: str = Field(
+        "canary", pattern=r"^(canary|shadow)$", description="canary: the candidate acts for a share; shadow: predicts"
+    )
+    canary_start_percent: float = Field(5.0, gt=0, le=100, description="Share of tickets a new canary acts for")
+    canary_ramp_steps: str = Field(
+        "", pattern=r"^\s*(\d+(\.\d+)?\s*(,\s*\d+(\.\d+)?\s*)*)?$",
+        description="Comma-separated larger shares to ramp through before promotion, e.g. 25,50; empty = none",
+    )
+    canary_min_feedback: int = Field(
+        200, ge=10, description="Labelled decisions each arm needs before the arms are compared"
+    )
+    canary_alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="Significance level of the two-proportion tests of a canary"
+    )
+    canary_latency_tolerance: float = Field(
+        0.10, ge=0, description="Largest relative p95 inference latency increase a canary may show"
+    )
+    canary_timeout_hours: float = Field(
+        72.0, gt=0, description="A canary without a verdict after this long is rolled back"
+    )
+    canary_poke_interval_s: int = Field(
+        900, ge=1, description="Seconds between checks of a running canary (the sensor frees its slot meanwhile)"
+    )
+
     @property
     def models_dir(self) -> Path:
         return self.model_store or self.state_dir / "models"
@@ -167,6 +218,11 @@ class Settings(BaseModel):
     @property
     def reports_path(self) -> Path:
         return self.reports_dir or self.state_dir / "reports"
+
+    @property
+    def canary_ramp(self) -> tuple[float, ...]:
+        """`canary_ramp_steps` as percentages in rising order."""
+        return tuple(sorted(float(x) for x in self.canary_ramp_steps.split(",") if x.strip()))
 
     @property
     def embedded_postgres(self) -> bool:

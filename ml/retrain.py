@@ -1,0 +1,375 @@
+"""Retraining on production labels: build the training set, fine-tune, compare with the champion.
+
+The stages the `retrain_classifier` DAG runs, one function each:
+
+1. `build_training_set`: production labels since the champion's data ended (each ticket's latest
+   feedback; a confirmation keeps the decision's labels), the most recent share kept out as the
+   *recent slice*, the rest added to the base data with corrected labels repeated
+   `correction_weight` times. A fixed, hash-chosen 10 % of the base data is the *fixed holdout*
+   that retraining never trains on. Too few new labels: `SkipRetrain` with the counts.
+2. `fine_tune`: the champion's own recipe (training_args.json), warm-started from its weights.
+3. `compare`: candidate and champion served as production serves them (ONNX int8) on the fixed
+   holdout and the recent slice; the candidate qualifies only with a macro-F1 gain of at least
+   `margin` on the recent slice, no loss beyond `margin` on the fixed holdout, and no class whose
+   F1 drops by more than `max_class_regression` (classes with at least `MIN_CLASS_SUPPORT` rows).
+4. `register_candidate`: registers a qualifying candidate with every number in its metrics.
+
+Every stage takes explicit time bounds (the DAG run's data interval), never the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ml import layout
+from triage import db
+from triage.labels import HEADS, OOD_LABEL
+from triage.names import T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
+from triage.schemas import ModelVersion
+from triage.settings import Settings
+
+Say = Callable[[str], None]
+
+# A class needs this many rows in an evaluation set before its F1 change can block a candidate.
+MIN_CLASS_SUPPORT = 10
+# Share of the base data (chosen by a hash of the text, so stable across runs) kept out as the fixed holdout.
+FIXED_HOLDOUT_PERCENT = 10
+TRAIN_FILE = "train.csv"
+FIXED_FILE = "fixed_holdout.csv"
+RECENT_FILE = "recent.csv"
+SUMMARY_FILE = "training_set.json"
+
+LABELS_SQL = f"""
+SELECT DISTINCT ON (f.ticket_id)
+       f.ticket_id, f.kind, f.created_at,
+       coalesce(nullif(concat_ws(E'\\n', nullif(t.subject_masked, ''), t.body_masked), ''), d.masked_text) AS text,
+       coalesce(f.intent, CASE WHEN f.kind = 'confirm' THEN d.intent END) AS intent,
+       coalesce(f.urgency, CASE WHEN f.kind = 'confirm' THEN d.urgency END) AS urgency,
+       d.intent AS predicted_intent, d.urgency AS predicted_urgency
+FROM {qualified(T_FEEDBACK)} f
+JOIN {qualified(T_DECISIONS)} d ON d.ticket_id = f.ticket_id
+LEFT JOIN {qualified(T_TICKETS)} t ON t.ticket_id = f.ticket_id
+WHERE f.created_at >= %(since)s AND f.created_at < %(until)s AND d.model_name = %(name)s
+ORDER BY f.ticket_id, f.created_at DESC, f.event_id DESC
+"""
+
+
+class RetrainError(RuntimeError):
+    """Retraining cannot go on; the message says why and what to do."""
+
+
+class SkipRetrain(RetrainError):
+    """Nothing to do this run (too few labels, no champion); not a failure."""
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    min_new_labels: int = 200
+    holdout_fraction: float = 0.2
+    correction_weight: float = 3.0
+    margin: float = 0.01
+    max_class_regression: float = 0.05
+    epochs: int = 3
+    time_budget_s: float = 1800.0
+    base_data: Path | None = None
+    threads: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> RetrainConfig:
+        return cls(min_new_labels=s.retrain_min_new_labels, holdout_fraction=s.retrain_holdout_fraction,
+                   correction_weight=s.retrain_correction_weight, margin=s.retrain_promotion_margin,
+                   max_class_regression=s.retrain_max_class_regression, epochs=s.retrain_epochs,
+                   time_budget_s=s.retrain_time_budget_s, base_data=s.retrain_base_data,
+                   threads=s.serving_threads)
+
+
+@dataclass
+class TrainingSet:
+    """Where the three frames were written and how many rows of each kind they hold."""
+
+    work_dir: str
+    champion_version: int
+    since: str
+    until: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        return Path(self.work_dir) / name
+
+
+def labels_since(champion: ModelVersion) -> datetime:
+    """Where the champion's data ends: its retrain's label bound if it was retrained, else its registration."""
+    bound = (champion.metrics.get("retrain") or {}).get("labels_until")
+    return datetime.fromisoformat(bound) if bound else champion.created_at
+
+
+def label_window(settings: Settings, until: datetime) -> tuple[ModelVersion, datetime]:
+    """The champion and the start of the labels it has not seen; SkipRetrain without a champion."""
+    from ml import registry
+
+    champ = registry.champion(settings.db_url(), settings.model_name)
+    if champ is None:
+        raise SkipRetrain(f"model {settings.model_name} has no champion to improve on; run `triage up` "
+                          "(it bootstraps one) or promote a version")
+    since = labels_since(champ)
+    if since >= until:
+        raise SkipRetrain(f"the champion v{champ.version} already covers labels up to {since.isoformat()}, "
+                          f"after this run's end {until.isoformat()}")
+    return champ, since
+
+
+def production_labels(url: str, name: str, since: datetime, until: datetime) -> pd.DataFrame:
+    """Each ticket's latest label given in [since, until) on decisions of model `name`, oldest first."""
+    with db.connect(url) as conn:
+        rows = conn.execute(LABELS_SQL, {"since": since, "until": until, "name": name}).fetchall()
+    cols = ["ticket_id", "kind", "created_at", "text", "intent", "urgency", "predicted_intent", "predicted_urgency"]
+    frame = pd.DataFrame([dict(r) for r in rows], columns=cols)
+    frame = frame[frame["text"].fillna("").str.strip() != ""]
+    frame = frame[frame["intent"].notna() | frame["urgency"].notna()]
+    return frame.sort_values(["created_at", "ticket_id"], kind="stable").reset_index(drop=True)
+
+
+def is_correction(frame: pd.DataFrame) -> pd.Series:
+    """True where the human label differs from what the acting model predicted."""
+    intent_diff = frame["intent"].notna() & (frame["intent"] != frame["predicted_intent"])
+    urgency_diff = frame["urgency"].notna() & (frame["urgency"] != frame["predicted_urgency"])
+    return intent_diff | urgency_diff
+
+
+def split_recent(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-based split: the newest `fraction` of labels (at least one row) is held out."""
+    n_recent = max(1, int(math.ceil(len(frame) * fraction)))
+    cut = len(frame) - n_recent
+    return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
+
+
+def weight_corrections(frame: pd.DataFrame, weight: float, seed: int) -> pd.DataFrame:
+    """Repeat corrected rows so each counts `weight` times (fractional parts by a seeded draw)."""
+    rng = random.Random(seed)
+    whole, part = int(weight), weight - int(weight)
+    repeats = [
+        (whole + (1 if part and rng.random() < part else 0)) if corrected else 1
+        for corrected in is_correction(frame)
+    ]
+    return frame.loc[frame.index.repeat(repeats)].reset_index(drop=True)
+
+
+def in_fixed_holdout(text: str) -> bool:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 100 < FIXED_HOLDOUT_PERCENT
+
+
+def base_data(cfg: RetrainConfig, champion_dir: Path) -> pd.DataFrame:
+    """The base training data: `cfg.base_data`, else the training sample stored with the champion."""
+    from ml.data import read_frame
+
+    path = cfg.base_data or champion_dir / layout.REFERENCE
+    if not Path(path).is_file():
+        raise RetrainError(f"no base training data: {path} is missing; set TRIAGE_RETRAIN_BASE_DATA to a CSV "
+                           "with text, intent and urgency columns")
+    frame = read_frame(Path(path))
+    missing = [c for c in ("text", *HEADS) if c not in frame.columns]
+    if missing:
+        raise RetrainError(f"base data {path} lacks column(s) {', '.join(missing)}; it needs text, intent, urgency")
+    return frame[["text", *HEADS]].dropna(subset=["text"]).reset_index(drop=True)
+
+
+def build_training_set(settings: Settings, cfg: RetrainConfig, *, until: datetime, work_dir: Path,
+                       say: Say = print) -> TrainingSet:
+    """Write train / fixed holdout / recent slice CSVs for one run into `work_dir`; SkipRetrain with the reason."""
+    from ml import registry
+
+    url, name = settings.db_url(), settings.model_name
+    champ, since = label_window(settings, until)
+    labels = production_labels(url, name, since, until)
+    if len(labels) < cfg.min_new_labels:
+        raise SkipRetrain(f"too few new labels: {len(labels)} since {since.isoformat()} (champion v{champ.version}), "
+                          f"{cfg.min_new_labels} needed (TRIAGE_RETRAIN_MIN_NEW_LABELS)")
+    new_train, recent = split_recent(labels, cfg.holdout_fraction)
+    weighted = weight_corrections(new_train, cfg.correction_weight, cfg.seed)
+    base = base_data(cfg, registry.verified_path(champ))
+    fixed_mask = base["text"].map(in_fixed_holdout)
+    fixed, base_train = base[fixed_mask], base[~fixed_mask]
+    train = pd.concat([base_train, weighted[["text", *HEADS]]], ignore_index=True)
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    train.to_csv(work_dir / TRAIN_FILE, index=False)
+    fixed.to_csv(work_dir / FIXED_FILE, index=False)
+    recent[["ticket_id", "created_at", "text", *HEADS]].to_csv(work_dir / RECENT_FILE, index=False)
+    corrections = int(is_correction(new_train).sum())
+    ts = TrainingSet(
+        work_dir=str(work_dir), champion_version=champ.version, since=since.isoformat(), until=until.isoformat(),
+        counts={"new_labels": len(labels), "new_train": len(new_train), "corrections": corrections,
+                "confirmations": len(new_train) - corrections, "weighted_new_rows": len(weighted),
+                "base_train": len(base_train), "train_rows": len(train), "fixed_holdout": len(fixed),
+                "recent_slice": len(recent)},
+    )
+    layout.write_json(work_dir, SUMMARY_FILE, asdict(ts))
+    say(f"training set for {name} (champion v{champ.version}, labels {ts.since} .. {ts.until}): "
+        + ", ".join(f"{k} {v}" for k, v in ts.counts.items()))
+    return ts
+
+
+def load_training_set(work_dir: Path) -> TrainingSet:
+    return TrainingSet(**layout.read_json(Path(work_dir), SUMMARY_FILE))
+
+
+def fine_tune(settings: Settings, cfg: RetrainConfig, ts: TrainingSet, *, say: Say = print) -> Path:
+    """Fine-tune the champion (its recipe, warm-started from its weights) on the training set; returns the folder."""
+    from ml import registry
+    from ml.data import load_file
+    from ml.train import TrainingArgs, train
+
+    champ = registry.get(settings.db_url(), settings.model_name, ts.champion_version)
+    champ_dir = registry.verified_path(champ)
+    recipe = layout.read_json(champ_dir, layout.TRAINING_ARGS) if (champ_dir / layout.TRAINING_ARGS).is_file() else {}
+    keep = ("label_cols", "ood_label", "target_ood_recall", "batch_size", "lr_encoder", "lr_heads", "weight_decay",
+            "warmup_ratio", "dropout", "max_length", "val_fraction", "reference_rows")
+    out = ts.path("candidate")
+    if out.exists():
+        shutil.rmtree(out)
+    args = TrainingArgs(
+        output_dir=str(out), data=str(ts.path(TRAIN_FILE)), base=str(champ_dir), epochs=cfg.epochs,
+        patience=cfg.epochs, time_budget_s=cfg.time_budget_s, seed=cfg.seed, threads=cfg.threads, progress=False,
+        export=True, **{k: recipe[k] for k in keep if k in recipe},
+    )
+    args.label_cols = [c for c in args.label_cols if c in HEADS] or list(HEADS)
+    if args.ood_label is None:
+        args.ood_label = OOD_LABEL
+    dataset = load_file(ts.path(TRAIN_FILE), label_cols=args.label_cols, ood_label=args.ood_label)
+    say(f"fine-tuning v{champ.version} of {champ.name} on {len(dataset)} rows for up to {cfg.epochs} epochs")
+    train(args, say=say, dataset=dataset)
+    return out
+
+
+def evaluate(model_dir: Path, frame: pd.DataFrame, threads: int = 2) -> dict[str, Any]:
+    """Per head: macro-F1, accuracy and per-class F1 of a model folder served as production serves it."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from ml.serving import Classifier
+
+    clf = Classifier.load(model_dir, threads=threads, int8=(model_dir / layout.ONNX_INT8).is_file())
+    texts = [str(t) for t in frame["text"]]
+    preds = clf.predict(texts).predictions if texts else []
+    out: dict[str, Any] = {}
+    for head, labels in clf.heads.items():
+        if head not in frame.columns:
+            continue
+        truth = [None if pd.isna(v) else str(v) for v in frame[head]]
+        keep = [i for i, v in enumerate(truth) if v is not None and v != OOD_LABEL and v in labels]
+        if not keep:
+            continue
+        y = [str(truth[i]) for i in keep]
+        p = [preds[i][head].label for i in keep]
+        classes = sorted(set(y))
+        per_class = f1_score(y, p, labels=classes, average=None, zero_division=0)
+        out[head] = {
+            "rows": len(keep),
+            "accuracy": float(np.mean([a == b for a, b in zip(y, p, strict=True)])),
+            "macro_f1": float(np.mean(per_class)),
+            "per_class_f1": {c: float(f) for c, f in zip(classes, per_class, strict=True)},
+            "support": {c: y.count(c) for c in classes},
+        }
+    return out
+
+
+def score(result: dict[str, Any]) -> float:
+    """Mean macro-F1 over the heads evaluated."""
+    values = [h["macro_f1"] for h in result.values()]
+    return sum(values) / len(values) if values else 0.0
+
+
+def compare(candidate: dict[str, dict[str, Any]], champion: dict[str, dict[str, Any]], cfg: RetrainConfig
+            ) -> dict[str, Any]:
+    """The registration verdict from evaluations on `fixed_holdout` and `recent` sets; pure."""
+    reasons: list[str] = []
+    numbers: dict[str, Any] = {}
+    for split in ("fixed_holdout", "recent"):
+        cand, champ = candidate.get(split, {}), champion.get(split, {})
+        numbers[split] = {"candidate": round(score(cand), 4), "champion": round(score(champ), 4),
+                          "gain": round(score(cand) - score(champ), 4)}
+    recent_gain, fixed_gain = numbers["recent"]["gain"], numbers["fixed_holdout"]["gain"]
+    if not candidate.get("recent"):
+        reasons.append("the recent slice has no labelled rows to compare on")
+    elif recent_gain < cfg.margin:
+        reasons.append(f"macro-F1 gain on the recent slice {recent_gain:+.4f} is below the margin {cfg.margin:.4f}")
+    if fixed_gain < -cfg.margin:
+        reasons.append(f"macro-F1 on the fixed holdout drops by {-fixed_gain:.4f} (more than the margin "
+                       f"{cfg.margin:.4f})")
+    regressions: list[dict[str, Any]] = []
+    for split in ("fixed_holdout", "recent"):
+        for head, champ_head in champion.get(split, {}).items():
+            cand_head = candidate.get(split, {}).get(head)
+            if cand_head is None:
+                continue
+            for cls, before in champ_head["per_class_f1"].items():
+                if champ_head["support"].get(cls, 0) < MIN_CLASS_SUPPORT:
+                    continue
+                after = cand_head["per_class_f1"].get(cls, 0.0)
+                if before - after > cfg.max_class_regression:
+                    regressions.append({"split": split, "head": head, "class": cls, "champion_f1": round(before, 4),
+                                        "candidate_f1": round(after, 4)})
+    if regressions:
+        worst = max(regressions, key=lambda r: r["champion_f1"] - r["candidate_f1"])
+        reasons.append(f"{len(regressions)} class(es) regress by more than {cfg.max_class_regression:.4f} F1, worst "
+                       f"{worst['head']}={worst['class']} on {worst['split']}: {worst['champion_f1']:.4f} -> "
+                       f"{worst['candidate_f1']:.4f}")
+    better = not reasons
+    summary = (f"candidate beats the champion: recent slice {recent_gain:+.4f}, fixed holdout {fixed_gain:+.4f} "
+               f"macro-F1 (margin {cfg.margin:.4f}), no class regresses beyond {cfg.max_class_regression:.4f}"
+               if better else "candidate not registered: " + "; ".join(reasons))
+    return {"better": better, "summary": summary, "reasons": reasons, "scores": numbers,
+            "class_regressions": regressions, "margin": cfg.margin, "max_class_regression": cfg.max_class_regression}
+
+
+def evaluate_pair(settings: Settings, cfg: RetrainConfig, ts: TrainingSet, candidate_dir: Path,
+                  *, say: Say = print) -> dict[str, Any]:
+    """Evaluate candidate and champion on the same two sets, compare, and write `comparison.json`."""
+    from ml import registry
+    from ml.data import read_frame
+
+    champ = registry.get(settings.db_url(), settings.model_name, ts.champion_version)
+    champ_dir = registry.verified_path(champ)
+    sets = {"fixed_holdout": read_frame(ts.path(FIXED_FILE)), "recent": read_frame(ts.path(RECENT_FILE))}
+    threads = cfg.threads or 2
+    cand_eval = {k: evaluate(candidate_dir, f, threads) for k, f in sets.items()}
+    champ_eval = {k: evaluate(champ_dir, f, threads) for k, f in sets.items()}
+    result = compare(cand_eval, champ_eval, cfg)
+    result.update({"champion_version": champ.version, "labels_since": ts.since, "labels_until": ts.until,
+                   "counts": ts.counts, "candidate_eval": cand_eval, "champion_eval": champ_eval})
+    (ts.path("comparison.json")).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    say(result["summary"])
+    return result
+
+
+def register_candidate(settings: Settings, ts: TrainingSet, candidate_dir: Path, comparison: dict[str, Any], *,
+                       changed_by: str) -> ModelVersion:
+    """Register a candidate that `compare` found better; its metrics carry the comparison."""
+    from ml import registry
+
+    if not comparison.get("better"):
+        raise SkipRetrain(comparison.get("summary") or "candidate is not better than the champion")
+    url, name = settings.db_url(), settings.model_name
+    current = registry.champion(url, name)
+    if current is None or current.version != ts.champion_version:
+        now = f"v{current.version}" if current else "none"
+        raise SkipRetrain(f"the champion changed during this run (compared with v{ts.champion_version}, now {now}); "
+                          "the next run compares with the new champion")
+    metrics = layout.read_json(candidate_dir, layout.METRICS)
+    metrics["retrain"] = {k: comparison[k] for k in ("champion_version", "labels_since", "labels_until", "counts",
+                                                      "scores", "class_regressions", "summary")}
+    return registry.register(url, candidate_dir, name=name, status="candidate", changed_by=changed_by,
+                             reason=comparison["summary"], metrics=metrics, models_dir=settings.models_dir)

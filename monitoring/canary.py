@@ -1,0 +1,445 @@
+"""Live comparison of the champion and a challenger, and the verdict: promote, ramp, wait or roll back.
+
+Canary mode compares the two arms of `triage.decisions` (each ticket answered by the model that
+acted on it); shadow mode compares both models on the same tickets (the champion's prediction
+against the shadow's, kept in `challenger`). Per arm: agreement with the human label (the latest
+feedback; a confirmation keeps the decision's label; abstaining on an out-of-scope ticket agrees),
+override rate (as the dbt marts define it: a reviewer changed the intent, urgency or route, rerouted,
+or escalated a ticket the policy had not; in shadow mode, for both models: the human label differs
+from the model's), abstention rate, error rate (the model gave no prediction while the other one
+did) and, in canary mode, p95 inference latency. Proportions are compared with a two-proportion z-test
+(one-sided at `alpha` in each direction).
+
+Verdict, in order: roll back when the challenger's error rate is significantly higher, its p95
+latency exceeds the champion's by more than the tolerance, or (once each arm has `min_feedback`
+labelled decisions) its agreement is significantly lower or its override rate significantly
+higher; promote (or ramp to the next step first) when its agreement is significantly higher;
+otherwise wait, and roll back at the timeout. Each step's numbers are written to the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from psycopg.types.json import Jsonb
+
+from triage import db
+from triage.labels import OOD_LABEL
+from triage.names import T_DECISIONS, T_DEPLOYMENTS, T_FEEDBACK, T_MODEL_EVENTS, T_MODEL_VERSIONS, qualified
+from triage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Action = Literal["promote", "ramp", "wait", "rollback"]
+
+# Each ticket's latest feedback, joined to the decisions of one deployment window.
+_LABELLED = f"""
+WITH d AS (
+    SELECT d.*, f.kind AS fb_kind,
+           coalesce(f.intent, CASE WHEN f.kind = 'confirm' THEN d.intent END) AS human_intent,
+           coalesce(f.urgency, CASE WHEN f.kind = 'confirm' THEN d.urgency END) AS human_urgency,
+           EXISTS (
+               SELECT 1 FROM {qualified(T_FEEDBACK)} g WHERE g.ticket_id = d.ticket_id AND (
+                   g.kind = 'reroute' OR (g.kind = 'escalate' AND d.route <> 'escalate')
+                   OR (g.route IS NOT NULL AND g.route <> d.route)
+                   OR (g.intent IS NOT NULL AND g.intent IS DISTINCT FROM d.intent)
+                   OR (g.urgency IS NOT NULL AND g.urgency IS DISTINCT FROM d.urgency))
+           ) AS overridden
+    FROM {qualified(T_DECISIONS)} d
+    LEFT JOIN LATERAL (
+        SELECT kind, intent, urgency FROM {qualified(T_FEEDBACK)} f
+        WHERE f.ticket_id = d.ticket_id ORDER BY f.created_at DESC, f.event_id DESC LIMIT 1
+    ) f ON true
+    WHERE d.model_name = %(name)s AND d.decided_at >= %(start)s AND d.decided_at < %(end)s
+)
+"""
+_AGREE = "(human_intent = {p} OR (human_intent = '{ood}' AND {a}))"
+CANARY_SQL = _LABELLED + f"""
+SELECT arm, model_version AS version, count(*) AS decisions,
+       count(fb_kind) AS labelled,
+       count(*) FILTER (WHERE human_intent IS NOT NULL) AS judged,
+       count(*) FILTER (WHERE {_AGREE.format(p="intent", ood=OOD_LABEL, a="abstained")}) AS agree,
+       count(*) FILTER (WHERE overridden) AS overrides,
+       count(*) FILTER (WHERE abstained) AS abstained,
+       count(*) FILTER (WHERE intent IS NULL AND challenger IS NOT NULL) AS errors,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY inference_ms) AS p95_latency_ms
+FROM d
+WHERE (arm = 'champion' AND model_version = %(champion)s) OR (arm = 'canary' AND model_version = %(challenger)s)
+GROUP BY arm, model_version
+"""
+_SHADOW_ROWS = _LABELLED + """
+, s AS (
+    SELECT *, challenger -> 'heads' -> 'intent' ->> 'label' AS c_intent,
+           challenger -> 'heads' -> 'urgency' ->> 'label' AS c_urgency,
+           coalesce((challenger -> 'heads' -> 'intent' ->> 'abstained')::boolean, false) AS c_abstained
+    FROM d
+    WHERE challenger_mode = 'shadow' AND model_version = %(champion)s
+      AND (challenger ->> 'model_version')::int = %(challenger)s
+)
+"""
+
+
+def _shadow_arm(arm: str, intent: str, urgency: str, abstained: str, other: str) -> str:
+    agree = _AGREE.format(p=intent, ood=OOD_LABEL, a=abstained)
+    override = (f"(human_intent IS NOT NULL AND human_intent IS DISTINCT FROM {intent}) OR "
+                f"(human_urgency IS NOT NULL AND human_urgency IS DISTINCT FROM {urgency})")
+    return (f"SELECT '{arm}' AS arm, count(*) AS decisions, count(fb_kind) AS labelled, "
+            "count(*) FILTER (WHERE human_intent IS NOT NULL) AS judged, "
+            f"count(*) FILTER (WHERE {agree}) AS agree, "
+            f"count(*) FILTER (WHERE fb_kind IS NOT NULL AND ({override})) AS overrides, "
+            f"count(*) FILTER (WHERE {abstained}) AS abstained, "
+            f"count(*) FILTER (WHERE {intent} IS NULL AND {other} IS NOT NULL) AS errors, "
+            "NULL::double precision AS p95_latency_ms FROM s")
+
+
+SHADOW_SQL = (_SHADOW_ROWS + _shadow_arm("champion", "intent", "urgency", "abstained", "c_intent")
+              + " UNION ALL " + _shadow_arm("canary", "c_intent", "c_urgency", "c_abstained", "intent"))
+
+
+class CanaryError(RuntimeError):
+    """The deployment is not in the state a step expects; the message says what changed and what to do."""
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """One arm's live numbers over a deployment window."""
+
+    arm: str
+    version: int
+    decisions: int = 0
+    labelled: int = 0
+    judged: int = 0
+    agree: int = 0
+    overrides: int = 0
+    abstained: int = 0
+    errors: int = 0
+    p95_latency_ms: float | None = None
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agree / self.judged if self.judged else None
+
+    @property
+    def override_rate(self) -> float | None:
+        return self.overrides / self.labelled if self.labelled else None
+
+    @property
+    def abstention_rate(self) -> float | None:
+        return self.abstained / self.decisions if self.decisions else None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.decisions if self.decisions else None
+
+    def numbers(self) -> dict[str, Any]:
+        out = asdict(self)
+        for k in ("agreement", "override_rate", "abstention_rate", "error_rate"):
+            v = getattr(self, k)
+            out[k] = None if v is None else round(v, 4)
+        return out
+
+
+@dataclass(frozen=True)
+class ZTest:
+    """Two-proportion z-test of p2 - p1 (pooled variance); one-sided p-values in each direction."""
+
+    p1: float
+    p2: float
+    n1: int
+    n2: int
+    z: float
+    p_greater: float
+    p_less: float
+
+    @property
+    def diff(self) -> float:
+        return self.p2 - self.p1
+
+
+def _norm_sf(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def two_proportion_ztest(x1: int, n1: int, x2: int, n2: int) -> ZTest:
+    """Is x2/n2 greater (p_greater) or less (p_less) than x1/n1? Both counts need n >= 1."""
+    if n1 <= 0 or n2 <= 0:
+        raise ValueError(f"two-proportion test needs both samples non-empty (got n1={n1}, n2={n2})")
+    if not (0 <= x1 <= n1 and 0 <= x2 <= n2):
+        raise ValueError(f"successes must lie within their samples (got {x1}/{n1}, {x2}/{n2})")
+    p1, p2 = x1 / n1, x2 / n2
+    pooled = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    z = (p2 - p1) / se if se else 0.0  # se is 0 only when both samples are all successes or all failures
+    return ZTest(p1=p1, p2=p2, n1=n1, n2=n2, z=z, p_greater=_norm_sf(z), p_less=_norm_sf(-z))
+
+
+@dataclass(frozen=True)
+class Policy:
+    min_feedback: int = 200
+    alpha: float = 0.05
+    latency_tolerance: float = 0.10
+    timeout: timedelta = timedelta(hours=72)
+    ramp: tuple[float, ...] = ()
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Policy:
+        return cls(min_feedback=s.canary_min_feedback, alpha=s.canary_alpha,
+                   latency_tolerance=s.canary_latency_tolerance, timeout=timedelta(hours=s.canary_timeout_hours),
+                   ramp=s.canary_ramp)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str
+    next_percent: float | None = None
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        return cls(action=d["action"], reason=d["reason"], next_percent=d.get("next_percent"),
+                   numbers=d.get("numbers") or {})
+
+
+def _test(champion: ArmStats, challenger: ArmStats, x: str, n: str) -> ZTest | None:
+    n1, n2 = getattr(champion, n), getattr(challenger, n)
+    if not n1 or not n2:
+        return None
+    return two_proportion_ztest(getattr(champion, x), n1, getattr(challenger, x), n2)
+
+
+def decide(champion: ArmStats, challenger: ArmStats, *, policy: Policy, elapsed: timedelta, percent: float,
+           mode: str = "canary") -> Verdict:
+    """The verdict on one comparison; pure."""
+    tests = {"agreement": _test(champion, challenger, "agree", "judged"),
+             "override_rate": _test(champion, challenger, "overrides", "labelled"),
+             "abstention_rate": _test(champion, challenger, "abstained", "decisions"),
+             "error_rate": _test(champion, challenger, "errors", "decisions")}
+    numbers: dict[str, Any] = {
+        "mode": mode, "percent": percent, "elapsed_s": round(elapsed.total_seconds()),
+        "champion": champion.numbers(), "challenger": challenger.numbers(),
+        "tests": {k: None if t is None else {"diff": round(t.diff, 4), "z": round(t.z, 3),
+                                             "p_greater": round(t.p_greater, 5), "p_less": round(t.p_less, 5)}
+                  for k, t in tests.items()},
+        "policy": {"min_feedback": policy.min_feedback, "alpha": policy.alpha,
+                   "latency_tolerance": policy.latency_tolerance, "timeout_s": policy.timeout.total_seconds(),
+                   "ramp": list(policy.ramp)},
+    }
+    alpha = policy.alpha
+
+    def verdict(action: Action, reason: str, next_percent: float | None = None) -> Verdict:
+        return Verdict(action, reason, next_percent, numbers)
+
+    err = tests["error_rate"]
+    if err is not None and err.p_greater < alpha and challenger.errors > 0:
+        return verdict("rollback", f"challenger error rate {err.p2:.2%} vs champion {err.p1:.2%} "
+                                   f"(z={err.z:.2f}, p={err.p_greater:.4f} < {alpha})")
+    enough_latency = min(champion.decisions, challenger.decisions) >= policy.min_feedback
+    latency_ok = True
+    if champion.p95_latency_ms is not None and challenger.p95_latency_ms is not None and enough_latency:
+        limit = champion.p95_latency_ms * (1 + policy.latency_tolerance)
+        numbers["latency_limit_ms"] = round(limit, 3)
+        if challenger.p95_latency_ms > limit:
+            return verdict("rollback", f"challenger p95 inference latency {challenger.p95_latency_ms:.1f} ms exceeds "
+                                       f"champion {champion.p95_latency_ms:.1f} ms by more than "
+                                       f"{policy.latency_tolerance:.0%}")
+    elif mode == "canary":
+        latency_ok = False  # not enough decisions to vouch for latency yet
+    timed_out = elapsed >= policy.timeout
+    judged = min(champion.judged, challenger.judged)
+    if judged < policy.min_feedback:
+        msg = (f"{challenger.judged} challenger and {champion.judged} champion decisions have human labels, "
+               f"{policy.min_feedback} each needed")
+        if timed_out:
+            return verdict("rollback", f"timed out after {elapsed} waiting for feedback: {msg}")
+        return verdict("wait", msg)
+    agr, ovr = tests["agreement"], tests["override_rate"]
+    assert agr is not None
+    if agr.p_less < alpha:
+        return verdict("rollback", f"challenger agrees with humans less: {agr.p2:.2%} vs {agr.p1:.2%} "
+                                   f"(z={agr.z:.2f}, p={agr.p_less:.4f} < {alpha}, n={agr.n2}/{agr.n1})")
+    if ovr is not None and ovr.p_greater < alpha:
+        return verdict("rollback", f"challenger is overridden more: {ovr.p2:.2%} vs {ovr.p1:.2%} "
+                                   f"(z={ovr.z:.2f}, p={ovr.p_greater:.4f} < {alpha})")
+    if agr.p_greater < alpha and latency_ok:
+        evidence = (f"challenger agrees with humans more: {agr.p2:.2%} vs {agr.p1:.2%} "
+                    f"(z={agr.z:.2f}, p={agr.p_greater:.4f} < {alpha}, n={agr.n2}/{agr.n1})")
+        if challenger.p95_latency_ms is not None and champion.p95_latency_ms is not None:
+            evidence += (f", p95 latency {challenger.p95_latency_ms:.1f} vs {champion.p95_latency_ms:.1f} ms")
+        nxt = next((p for p in policy.ramp if p > percent), None) if mode == "canary" else None
+        if nxt is not None:
+            return verdict("ramp", f"{evidence}; ramping from {percent:g}% to {nxt:g}%", nxt)
+        return verdict("promote", evidence)
+    if agr.p_greater < alpha:
+        return verdict("wait", f"challenger agrees with humans more ({agr.p2:.2%} vs {agr.p1:.2%}) but its p95 "
+                               "latency is not measured on enough decisions yet")
+    msg = (f"no significant difference yet: agreement {agr.p2:.2%} vs {agr.p1:.2%} (p={agr.p_greater:.4f} "
+           f"for better, {agr.p_less:.4f} for worse, alpha {alpha})")
+    if timed_out:
+        return verdict("rollback", f"timed out after {elapsed} without showing the challenger better: {msg}")
+    return verdict("wait", msg)
+
+
+@dataclass(frozen=True)
+class ActiveDeployment:
+    id: int
+    name: str
+    champion_version: int
+    challenger_version: int
+    mode: str
+    percent: float
+    started_at: datetime
+
+
+def active(url: str, name: str) -> ActiveDeployment | None:
+    with db.connect(url) as conn:
+        row = conn.execute(
+            f"SELECT id, name, champion_version, challenger_version, mode, percent, started_at "
+            f"FROM {qualified(T_DEPLOYMENTS)} WHERE name = %s AND status = 'active'", (name,)).fetchone()
+    return ActiveDeployment(**row) if row else None
+
+
+def arm_stats(url: str, dep: ActiveDeployment, end: datetime) -> tuple[ArmStats, ArmStats]:
+    """(champion, challenger) numbers over the deployment's window [started_at, end)."""
+    sql = SHADOW_SQL if dep.mode == "shadow" else CANARY_SQL
+    params = {"name": dep.name, "start": dep.started_at, "end": end, "champion": dep.champion_version,
+              "challenger": dep.challenger_version}
+    with db.connect(url) as conn:
+        rows = {r["arm"]: r for r in conn.execute(sql, params).fetchall()}
+
+    def build(arm: str, version: int) -> ArmStats:
+        r = rows.get(arm)
+        if r is None:
+            return ArmStats(arm=arm, version=version)
+        p95 = r["p95_latency_ms"]
+        return ArmStats(arm=arm, version=version, decisions=int(r["decisions"]), labelled=int(r["labelled"]),
+                        judged=int(r["judged"]), agree=int(r["agree"]), overrides=int(r["overrides"]),
+                        abstained=int(r["abstained"]), errors=int(r["errors"]),
+                        p95_latency_ms=None if p95 is None else float(p95))
+
+    return build("champion", dep.champion_version), build("canary", dep.challenger_version)
+
+
+def record(url: str, name: str, version: int, reason: str, details: dict[str, Any], changed_by: str) -> None:
+    """A model_events row that keeps the version's status and carries the evaluation's numbers."""
+    with db.connect(url) as conn:
+        conn.execute(
+            f"INSERT INTO {qualified(T_MODEL_EVENTS)} (name, version, from_status, to_status, changed_by, reason, "
+            f"details) SELECT name, version, status, status, %s, %s, %s FROM {qualified(T_MODEL_VERSIONS)} "
+            "WHERE name = %s AND version = %s",
+            (changed_by, reason, Jsonb(details), name, version),
+        )
+
+
+def pick_candidate(settings: Settings, requested: int | None = None) -> int:
+    """The version to deploy: `requested`, else the newest candidate registered after the champion."""
+    from ml import registry
+
+    url, name = settings.db_url(), settings.model_name
+    if requested is not None:
+        return int(requested)
+    champ = registry.champion(url, name)
+    floor = champ.version if champ else 0
+    newer = [mv.version for mv in registry.list_versions(url, name) if mv.status == "candidate" and mv.version > floor]
+    if not newer:
+        raise CanaryError(f"model {name} has no candidate newer than the champion v{floor}; "
+                          "retrain (retrain_classifier) or pass a version")
+    return max(newer)
+
+
+def start(settings: Settings, version: int, *, mode: str | None = None, percent: float | None = None,
+          changed_by: str, reason: str = "") -> ActiveDeployment:
+    """Run `version` beside the champion (idempotent: an active deployment of the same version is kept)."""
+    from ml import registry
+
+    url, name = settings.db_url(), settings.model_name
+    mode = mode or settings.canary_mode
+    percent = settings.canary_start_percent if percent is None else percent
+    current = active(url, name)
+    if current is not None and current.challenger_version == version:
+        log.info("deployment of %s v%s already active (%s at %g%%)", name, version, current.mode, current.percent)
+        return current
+    why = reason or f"{mode} of v{version} at {percent:g}%"
+    registry.start_deployment(url, name, version, mode, percent, changed_by=changed_by, reason=why)
+    dep = active(url, name)
+    assert dep is not None
+    record(url, name, version, f"{mode} started at {percent:g}%", {"step": "start", "mode": mode, "percent": percent},
+           changed_by)
+    log.info("started %s of %s v%s at %g%%", mode, name, version, percent)
+    return dep
+
+
+def evaluate(settings: Settings, *, now: datetime) -> tuple[ActiveDeployment, Verdict] | None:
+    """The verdict on the active deployment of the settings' model, or None when none is active."""
+    url = settings.db_url()
+    dep = active(url, settings.model_name)
+    if dep is None:
+        return None
+    champion, challenger = arm_stats(url, dep, now)
+    verdict = decide(champion, challenger, policy=Policy.from_settings(settings), elapsed=now - dep.started_at,
+                     percent=dep.percent, mode=dep.mode)
+    return dep, verdict
+
+
+def apply(settings: Settings, dep: ActiveDeployment, verdict: Verdict, *, changed_by: str) -> str:
+    """Act on a verdict in the registry (numbers in model_events.details); returns the deployment's state."""
+    from ml import registry
+
+    url, name = settings.db_url(), settings.model_name
+    log.info("%s v%s %s: %s", name, dep.challenger_version, verdict.action, verdict.reason)
+    if verdict.action == "wait":
+        return "active"
+    details = {"step": verdict.action, "deployment_id": dep.id, **verdict.numbers}
+    record(url, name, dep.challenger_version, f"{dep.mode} verdict {verdict.action}: {verdict.reason}", details,
+           changed_by)
+    if verdict.action == "promote":
+        registry.end_deployment(url, name, "promoted", verdict.reason, changed_by=changed_by)
+        return "promoted"
+    if verdict.action == "rollback":
+        registry.end_deployment(url, name, "rolled_back", verdict.reason, changed_by=changed_by)
+        return "rolled_back"
+    assert verdict.next_percent is not None
+    registry.end_deployment(url, name, "ended", f"ramp to {verdict.next_percent:g}%: {verdict.reason}",
+                            changed_by=changed_by)
+    start(settings, dep.challenger_version, mode=dep.mode, percent=verdict.next_percent, changed_by=changed_by,
+          reason=f"ramped from {dep.percent:g}%: {verdict.reason}")
+    return "active"
+
+
+def poll(settings: Settings, *, now: datetime, changed_by: str) -> tuple[ActiveDeployment | None, Verdict | None]:
+    """One check of the active deployment: ramps are applied here, promote/rollback left to `conclude`."""
+    found = evaluate(settings, now=now)
+    if found is None:
+        return None, None
+    dep, verdict = found
+    if verdict.action == "ramp":
+        apply(settings, dep, verdict, changed_by=changed_by)
+    else:
+        log.info("%s v%s at %g%%: %s (%s)", dep.name, dep.challenger_version, dep.percent, verdict.action,
+                 verdict.reason)
+    return dep, verdict
+
+
+def conclude(settings: Settings, deployment_id: int, verdict: Verdict, *, changed_by: str) -> str:
+    """Apply a promote/rollback verdict to the deployment it was reached on; CanaryError if that one ended."""
+    dep = active(settings.db_url(), settings.model_name)
+    if dep is None or dep.id != deployment_id:
+        now = f"deployment {dep.id} of v{dep.challenger_version} is active" if dep else "none is active"
+        raise CanaryError(f"deployment {deployment_id} is no longer active ({now}); nothing was changed")
+    return apply(settings, dep, verdict, changed_by=changed_by)
+
+
+def step(settings: Settings, *, now: datetime, changed_by: str) -> tuple[str, Verdict | None]:
+    """Evaluate the active deployment and act on any verdict; ('none', None) when nothing is deployed."""
+    found = evaluate(settings, now=now)
+    if found is None:
+        return "none", None
+    dep, verdict = found
+    return apply(settings, dep, verdict, changed_by=changed_by), verdict

@@ -1,0 +1,92 @@
+"""Seeded decisions and human labels for the model-lifecycle tests (retrain, canary, DAGs).
+
+Texts and true labels come from the simulator; a "model" is the truth with a chosen accuracy,
+PII is masked as the stream masks it, and every labelled ticket gets the reviewer's verdict
+(confirm when the model was right, else a correction with the true labels).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from psycopg.types.json import Jsonb
+
+from triage import db
+from triage.labels import INTENTS
+from triage.settings import Settings, load_settings
+from triage.simulator import TicketGenerator
+
+MODEL = "triage-classifier"
+
+
+def settings_for(db_url: str, state_dir: Path, **extra: str) -> Settings:
+    env = {"DATABASE_URL": db_url, "TRIAGE_STATE_DIR": str(state_dir)}
+    env.update({f"TRIAGE_{k.upper()}": v for k, v in extra.items()})
+    return load_settings(env)
+
+
+def _masked(t: object) -> str:
+    text: str = t.text  # type: ignore[attr-defined]
+    for kind, values in t.pii.items():  # type: ignore[attr-defined]
+        for v in values:
+            text = text.replace(v, f"<{kind}>")
+    return text
+
+
+def _prediction(name: str, version: int, intent: str, urgency: str, conf: float, abstained: bool) -> dict:
+    return {"model_name": name, "model_version": version, "heads": {
+        "intent": {"label": intent, "confidence": conf, "top_k": [{"label": intent, "score": conf}],
+                   "abstained": abstained},
+        "urgency": {"label": urgency, "confidence": conf, "top_k": [{"label": urgency, "score": conf}],
+                    "abstained": False}}}
+
+
+def seed_decisions(url: str, start: datetime, end: datetime, n: int, *, seed: int, accuracy: float = 0.6,
+                   version: int = 1, arm: str = "champion", label_rate: float = 1.0, latency_ms: float = 10.0,
+                   shadow: tuple[int, float] | None = None, prefix: str = "T") -> int:
+    """`n` decisions of model `version` in [start, end), labelled by reviewers 2 minutes later.
+
+    `shadow=(version, accuracy)` adds a shadow challenger's prediction to every decision.
+    """
+    gen, rng = TicketGenerator(seed=seed), random.Random(seed)
+    span = (end - start).total_seconds()
+    with db.connect(url) as conn, conn.cursor() as cur:
+        for i in range(n):
+            t = gen.generate()
+            decided = start + timedelta(seconds=span * (i + 0.5) / n)
+            intent = t.intent if rng.random() < accuracy else rng.choice([x for x in INTENTS if x != t.intent])
+            urgency = t.urgency
+            tid = f"{prefix}-{seed}-{i}"
+            challenger = mode = None
+            if shadow is not None:
+                s_intent = t.intent if rng.random() < shadow[1] else rng.choice([x for x in INTENTS if x != t.intent])
+                challenger, mode = Jsonb(_prediction(MODEL, shadow[0], s_intent, t.urgency, 0.9, False)), "shadow"
+            cur.execute(
+                "INSERT INTO triage.decisions (ticket_id, channel, route, rule_id, policy_version, model_name, "
+                "model_version, arm, intent, intent_confidence, urgency, urgency_confidence, abstained, prediction, "
+                "challenger, challenger_mode, masked_text, e2e_latency_ms, inference_ms, received_at, decided_at) "
+                "VALUES (%s,%s,'human_queue','r-queue','v1',%s,%s,%s,%s,0.8,%s,0.8,false,%s,%s,%s,%s,%s,%s,%s,%s)",
+                (tid, t.message["channel"], MODEL, version, arm, intent, urgency,
+                 Jsonb(_prediction(MODEL, version, intent, urgency, 0.8, False)), challenger, mode, _masked(t),
+                 latency_ms * 3, latency_ms * rng.uniform(0.8, 1.2), decided - timedelta(milliseconds=50), decided),
+            )
+            if rng.random() < label_rate:
+                right = intent == t.intent and urgency == t.urgency
+                cur.execute(
+                    "INSERT INTO triage.feedback (event_id, ticket_id, kind, intent, urgency, created_at) "
+                    "VALUES (%s,%s,%s,%s,%s,%s)",
+                    (f"F-{tid}", tid, "confirm" if right else "correct", t.intent, t.urgency,
+                     decided + timedelta(minutes=2)),
+                )
+        conn.commit()
+    return n
+
+
+def seed_arms(url: str, start: datetime, end: datetime, n: int, *, champion: tuple[int, float],
+              challenger: tuple[int, float], seed: int, challenger_latency_ms: float = 10.0) -> None:
+    """A canary window: `n` champion-arm and `n` canary-arm decisions, (version, accuracy) each."""
+    seed_decisions(url, start, end, n, seed=seed, version=champion[0], accuracy=champion[1], prefix="CH")
+    seed_decisions(url, start, end, n, seed=seed + 1, version=challenger[0], accuracy=challenger[1], arm="canary",
+                   latency_ms=challenger_latency_ms, prefix="CA")
