@@ -85,7 +85,9 @@ class Values:
             f"({area}) {exch}-{d(4)}", f"({area}) {exch} {d(4)}", f"{area}-{exch}-{d(4)}",
             f"{area}.{exch}.{d(4)}", f"+1 {area} {exch} {d(4)}", f"+1-{area}-{exch}-{d(4)}",
             f"+1 ({area}) {exch}-{d(4)}", f"1-800-{exch}-{d(4)}", f"+353 87 {d(3)} {d(4)}",
-            f"06-{d(8)}", f"+31 6 {d(8)}", f"+61 4{d(2)} {d(3)} {d(3)}",
+            f"06-{d(8)}", f"+31 6 {d(8)}", f"+61 4{d(2)} {d(3)} {d(3)}", f"0044 7{uk[:3]} {uk[3:]}",
+            f"001 {area} {exch} {d(4)}", f"(+44) 7{uk[:3]} {uk[3:]}", f"+44 7{uk[:3]}-{uk[3:6]}-{uk[6:]}",
+            f"{area} {exch} {d(4)}", f"({area}){exch}-{d(4)}", f"+91 9{d(4)} {d(5)}", f"+49 (151) {de[:4]} {de[4:]}",
         ])
 
     def card(self) -> str:
@@ -97,7 +99,8 @@ class Values:
             ("62", 19, (4, 4, 4, 4, 3)),
         ])
         number = luhn_complete(prefix + self.digits(length - len(prefix) - 1))
-        return self._group(number, groups, r.choice([" ", " ", "-", ""]))
+        sep = r.choice([" ", " ", "-", "", "."]) if groups[:3] == (4, 4, 4) else r.choice([" ", "-", ""])
+        return self._group(number, groups, sep)
 
     def _group(self, number: str, groups: tuple[int, ...], sep: str) -> str:
         parts, i = [], 0
@@ -121,6 +124,8 @@ class Values:
         country = r.choice(["DE", "GB", "FR", "NL", "ES", "IT", "BE", "AT", "CH", "IE", "PL", "PT", "SE",
                             "NO", "DK", "FI", "LU", "RO", "BG", "MT"])
         iban = iban_complete(country, self._bban(country))
+        if r.random() < 0.1:
+            return f"{iban[:2]} {iban[2:4]} {iban[4:]}"  # "DE 89 3704...": upper case only
         if r.random() < 0.5:
             iban = " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
         return iban.lower() if r.random() < 0.2 else iban
@@ -245,12 +250,20 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Punctuation that people put around values.
+WRAPPERS = ('"{v}"', "'{v}'", "[{v}]", "*{v}*", "<{v}>", "{v};", "{v}...", "({v}),", "`{v}`", "{v}\t", ":{v}")
+
+
 def _make(values: Values, kind: str) -> tuple[str, str]:
     """A sentence with one planted value of `kind`: (sentence, value)."""
     r = values.r
     if kind == "SECRET" and r.random() < 0.3:
         template, value = values.kv_secret()
         return template.replace("{v}", value), value
+    if kind == "NINO" and r.random() < 0.1:
+        value = values.nino()[:-1].rstrip()
+        sentence = r.choice(["NINO {v}", "my NI number is {v}", "National Insurance number: {v}"])
+        return sentence.replace("{v}", value), value
     if kind == "SSN" and r.random() < 0.2:
         value = values.ssn().replace("-", "").replace(" ", "")
         return r.choice(["SSN {v}", "my SSN is {v}", "social security number: {v}"]).replace("{v}", value), value
@@ -259,7 +272,8 @@ def _make(values: Values, kind: str) -> tuple[str, str]:
         "SSN": values.ssn, "NINO": values.nino, "SECRET": values.secret,
     }
     value = make[kind]()
-    return r.choice(TEMPLATES[kind]).replace("{v}", value), value
+    wrapped = r.choice(WRAPPERS).replace("{v}", value) if r.random() < 0.3 else value
+    return r.choice(TEMPLATES[kind]).replace("{v}", wrapped), value
 
 
 def build_corpus(tickets: int, seed: int) -> list[CorpusTicket]:
@@ -359,25 +373,40 @@ def score(corpus: list[CorpusTicket]) -> dict[str, object]:
                          "false_positives": {t: f for t, f in false_pos.items() if f}, "decoys_flagged": flagged}}
 
 
-def timing(corpus: list[CorpusTicket]) -> dict[str, float]:
-    """Wall time of `mask` per ticket, and on 500-character slices of the corpus."""
-    per_ticket = []
-    for ticket in corpus:
-        t0 = time.perf_counter()
-        mask(ticket.text)
-        per_ticket.append((time.perf_counter() - t0) * 1e6)
-    joined = "\n".join(t.text for t in corpus)
-    chunks = [joined[i : i + 500] for i in range(0, len(joined) - 500, 500)][:2000]
-    per_chunk = []
-    for chunk in chunks:
-        t0 = time.perf_counter()
-        mask(chunk)
-        per_chunk.append((time.perf_counter() - t0) * 1e6)
-    q = statistics.quantiles(per_ticket, n=100)
+def _best_times(texts: list[str], repeats: int = 5) -> list[float]:
+    """Per text, the fastest of `repeats` runs of `mask` in microseconds (the least disturbed by other load)."""
+    best = [float("inf")] * len(texts)
+    for _ in range(repeats):
+        for i, text in enumerate(texts):
+            t0 = time.perf_counter()
+            mask(text)
+            best[i] = min(best[i], (time.perf_counter() - t0) * 1e6)
+    return best
+
+
+def _chunks(texts: list[str], size: int = 500, limit: int = 1000) -> list[str]:
+    joined = "\n".join(texts)
+    return [joined[i : i + size] for i in range(0, len(joined) - size, size)][:limit]
+
+
+def timing(corpus: list[CorpusTicket], seed: int) -> dict[str, float]:
+    """`mask` time per corpus ticket, and on 500-character texts of this corpus (PII-dense) and of plain
+    simulator traffic (its default PII rate): the "typical 500-character ticket" of the target."""
+    per_ticket = _best_times([t.text for t in corpus])
+    dense = _best_times(_chunks([t.text for t in corpus]))
+    plain = _best_times(_chunks([t.text for t in TicketGenerator(seed=seed + 1).stream(4000)]))
+
+    def p(values: list[float], q: int) -> float:
+        return round(statistics.quantiles(values, n=100)[q - 1], 1)
+
     return {"ticket_chars_mean": round(statistics.mean(len(t.text) for t in corpus), 1),
-            "mask_us_mean": round(statistics.mean(per_ticket), 1), "mask_us_p50": round(q[49], 1),
-            "mask_us_p99": round(q[98], 1), "mask_500_chars_us_mean": round(statistics.mean(per_chunk), 1),
-            "mask_500_chars_us_p99": round(statistics.quantiles(per_chunk, n=100)[98], 1)}
+            "mask_us_mean": round(statistics.mean(per_ticket), 1), "mask_us_p50": p(per_ticket, 50),
+            "mask_us_p99": p(per_ticket, 99),
+            "mask_500_chars_dense_us_mean": round(statistics.mean(dense), 1),
+            "mask_500_chars_dense_us_p99": p(dense, 99),
+            "mask_500_chars_sim_us_mean": round(statistics.mean(plain), 1),
+            "mask_500_chars_sim_us_p99": p(plain, 99),
+            "method": "fastest of 5 runs per text, time.perf_counter"}  # type: ignore[dict-item]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     corpus = build_corpus(args.tickets, args.seed)
     result = score(corpus)
-    times = timing(corpus)
+    times = timing(corpus, args.seed)
     types = result["types"]
     assert isinstance(types, dict)
     passed = all(v["passed"] for v in types.values()) and result["leaks"] == 0 and result["roundtrip_failures"] == 0
@@ -412,8 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     flagged = {k: v["flagged"] for k, v in result["decoy_kinds"].items() if v["flagged"]}  # type: ignore[attr-defined]
     print(f"decoys flagged: {flagged or 'none'}; leaked planted values: {result['leaks']}; "
           f"restore mismatches: {result['roundtrip_failures']}")
-    print(f"mask time: {times['mask_us_mean']} us/ticket mean ({times['ticket_chars_mean']} chars), p99 "
-          f"{times['mask_us_p99']} us; 500-char text {times['mask_500_chars_us_mean']} us mean")
+    print(f"mask time (best of 5): {times['mask_us_mean']} us/ticket mean ({times['ticket_chars_mean']} chars), "
+          f"p99 {times['mask_us_p99']} us; 500-char text: {times['mask_500_chars_sim_us_mean']} us mean "
+          f"(simulator traffic), {times['mask_500_chars_dense_us_mean']} us (this PII-dense corpus)")
     print(f"wrote {args.out}")
     if not passed:
         print("FAILED: a type is below recall 99 % / precision 95 %, or a value leaked", file=sys.stderr)

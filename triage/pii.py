@@ -31,26 +31,46 @@ _EMAIL_DOMAIN = re.compile(
 # Numeric patterns start with `\d` and look behind after it, so the regex engine can skip to digits
 # fast; `_NUM_BEFORE` says the first digit is not inside a word or a longer number.
 _NUM_BEFORE = r"\d(?<![\w+]\d)(?<!\w-\d)(?<!\d[ .,]\d)"
-_CARD = re.compile(_NUM_BEFORE + r"(?:[ \-]?\d){12,22}(?!\w)(?!-\d)", _A)
-_IBAN = re.compile(r"\d\d(?<=(?<![\w\-])[A-Za-z]{2}\d\d)(?:[ \-]?[A-Za-z0-9]){10,32}", _A)  # starts 2 back
-_SSN = re.compile(_NUM_BEFORE + r"\d\d([ \-])\d\d\1\d{4}(?!\w)(?![\-.]\d)", _A)
+# Each numeric pattern also has a `_NEXT` twin without the look-behind, tried right after a kept value
+# and one separator, so that "4111111111111111 5555555555554444" yields two cards.
+_CARD_REST = r"(?:[ .\-]?\d){12,22}(?!\w)(?![.\-]\d)"
+_CARD = re.compile(_NUM_BEFORE + _CARD_REST, _A)
+_CARD_NEXT = re.compile(r"\d" + _CARD_REST, _A)
+# Starts at the check digits; the country code (maybe upper case and a space) is looked back at.
+_IBAN = re.compile(
+    r"\d\d(?:(?<=(?<![\w\-])[A-Za-z]{2}\d\d)|(?<=(?<![\w\-])[A-Z]{2} \d\d))(?:[ \-]?[A-Za-z0-9]){10,32}", _A
+)
+_SSN_REST = r"\d\d([ \-])\d\d\1\d{4}(?!\w)(?![\-.]\d)"
+_SSN = re.compile(_NUM_BEFORE + _SSN_REST, _A)
+_SSN_NEXT = re.compile(r"\d" + _SSN_REST, _A)
 _SSN_BARE = re.compile(
     r"(?i)\b(?:ssn|ss\#|social[ ]security(?:[ ](?:number|no\.?|\#))?)[^\w\n]{0,6}(?:is[ ])?[^\w\n]{0,4}"
     r"(\d{9})(?!\w)",
     _A,
 )
 _NINO_HINT = re.compile(r"\d\d ?\d\d ?\d\d ?[A-Da-d]")
+_NINO_PREFIX = re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]", _A | re.IGNORECASE)
+_NINO_NO_SUFFIX = re.compile(  # without the A-D suffix only after words that say it is one
+    r"(?i)\b(?:nino|ni[ ]number|ni[ ]no\.?|national[ ]insurance(?:[ ]number|[ ]no\.?)?)[^\w\n]{0,6}(?:is[ ])?"
+    r"[^\w\n]{0,4}([A-Z]{2}[ ]?\d{2}[ ]?\d{2}[ ]?\d{2})(?!\w)",
+    _A,
+)
 _NINO = re.compile(
     r"(?<![\w\-])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z])[ ]?(\d{2})[ ]?(\d{2})[ ]?(\d{2})[ ]?([A-D])(?!\w)",
     _A | re.IGNORECASE,
 )
-_PHONE_INTL = re.compile(r"(?<![\w+])\+[1-9]\d{0,3}(?:[ .\-]?\((?:0|\d{1,4})\))?(?:[ .\-]?\d++){1,7}", _A)
-_PHONE_PAREN = re.compile(r"(?<![\w)])\(\d{2,5}\)[ .\-]?\d{3,4}[ .\-]?\d{3,5}(?!\w)(?![.\-]\d)", _A)
-_PHONE_NANP = re.compile(
-    r"\d(?<![\w+.\-]\d)(?<!\d \d)(?:(?<=1)[ .\-][2-9]\d\d|(?<=[2-9])\d\d)([ .\-])\d{3}\1\d{4}(?!\w)(?![.\-]\d)",
+_PHONE_INTL = re.compile(  # +44 ..., (+44) ..., 0044 ... (00 only with a separator after the country code)
+    r"(?:(?<!\w)\(\+[1-9]\d{0,3}\)|(?<![\w+])\+[1-9]\d{0,3}|(?<![\w+\-])(?<!\d[ .,])00[1-9]\d{0,3}(?=[ .\-(]))"
+    r"(?:[ .\-]?\((?:0|\d{1,4})\))?(?:[ .\-]?\d++){1,7}",
     _A,
 )
-_PHONE_TRUNK = re.compile(r"0(?<![\w+.\-/,]0)(?<!\d 0)[1-9]\d*+(?:[ .\-/]\d++){0,5}", _A)
+_PHONE_PAREN = re.compile(r"(?<![\w)])\(\d{2,5}\)[ .\-]?\d{3,4}[ .\-]?\d{3,5}(?!\w)(?![.\-]\d)", _A)
+_NANP_REST = r"(?:(?<=1)[ .\-][2-9]\d\d|(?<=[2-9])\d\d)([ .\-])\d{3}\1\d{4}(?!\w)(?![.\-]\d)"
+_PHONE_NANP = re.compile(r"\d(?<![\w+.\-]\d)(?<!\d \d)" + _NANP_REST, _A)
+_PHONE_NANP_NEXT = re.compile(r"\d" + _NANP_REST, _A)
+_TRUNK_REST = r"[1-9]\d*+(?:[ .\-/]\d++){0,5}"
+_PHONE_TRUNK = re.compile(r"0(?<![\w+.\-/,]0)(?<!\d 0)" + _TRUNK_REST, _A)
+_PHONE_TRUNK_NEXT = re.compile(r"0" + _TRUNK_REST, _A)
 # Known key formats, each with substrings that must occur before its regex runs.
 _SECRET_KNOWN: Final[tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]] = tuple(
     (triggers, re.compile(pattern, _A)) for triggers, pattern in (
@@ -168,40 +188,73 @@ def _digits(s: str) -> str:
 Span = tuple[int, int]
 
 
-def _scan(pattern: re.Pattern[str], text: str, accept: Callable[[re.Match[str]], Span | None]) -> Iterator[Span]:
-    """Matches of `pattern` that `accept` keeps (maybe shortened); the search resumes after each kept span."""
+def _scan(pattern: re.Pattern[str], text: str, accept: Callable[[re.Match[str]], Span | None],
+          follow: re.Pattern[str] | None = None) -> Iterator[Span]:
+    """Matches of `pattern` that `accept` keeps (maybe shortened); the search resumes after each kept span.
+
+    Right after a kept span and one space or dash, `follow` (the pattern without its look-behind) is
+    tried first, so a value directly after another one is not hidden by "not inside a number".
+    """
     pos = 0
-    while (m := pattern.search(text, pos)) is not None:
+    after: int | None = None
+    while True:
+        m = follow.match(text, after) if follow is not None and after is not None else None
+        if m is None and (m := pattern.search(text, pos)) is None:
+            return
         span = accept(m)
+        after = None
         if span is None:
             pos = m.start() + 1
-        else:
-            yield span
-            pos = span[1]
+            continue
+        yield span
+        pos = span[1]
+        if text[pos : pos + 1] in (" ", "-") and text[pos + 1 : pos + 2].isdigit():
+            after = pos + 1
+
+
+def _accept_ssn(m: re.Match[str]) -> Span | None:
+    v = m.group()
+    return m.span() if ssn_ok(v[:3], v[4:6], v[7:]) else None
 
 
 def _card_ok(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits)
+    """13-19 digits, Luhn-valid, not one repeated digit, and not starting with 0 (no issuer uses MII 0)."""
+    return 13 <= len(digits) <= 19 and digits[0] != "0" and len(set(digits)) > 1 and luhn_ok(digits)
+
+
+def _card_grouping(number: str, strict: bool) -> bool:
+    """Printed card layouts: one block, fours (last group shorter), 4-4-5, or 4-6-5 / 4-6-4 (Amex, Diners).
+
+    Unless `strict`, also any grouping with one kind of separator and groups of 3+ digits; that keeps
+    "6061 666-12-2680" (a PIN, then an SSN-like number) from reading as one card.
+    """
+    groups = re.split(r"[ .\-]", number)
+    sizes = tuple(len(g) for g in groups)
+    if (len(sizes) == 1 or sizes in ((4, 6, 5), (4, 6, 4), (4, 4, 5))
+            or (all(n == 4 for n in sizes[:-1]) and 1 <= sizes[-1] <= 4)):
+        return True
+    return not strict and min(sizes) >= 3 and len({c for c in number if not c.isdigit()}) == 1
 
 
 def _accept_card(m: re.Match[str]) -> Span | None:
     s, e = m.span()
-    if _card_ok(_digits(m.group())):
+    if _card_grouping(m.group(), strict="." in m.group()) and _card_ok(_digits(m.group())):
         return s, e
     # A card run on into more digits ("4111 1111 1111 1111 12/27"): try whole groups.
     text = m.string
     for cut in reversed(_group_ends(text, s, e, " ")):
-        if _card_ok(_digits(text[s:cut])):
+        if _card_grouping(text[s:cut], strict=True) and _card_ok(_digits(text[s:cut])):
             return s, cut
     return None
 
 
 def _cards(text: str) -> Iterator[Span]:
-    return _scan(_CARD, text, _accept_card)
+    return _scan(_CARD, text, _accept_card, _CARD_NEXT)
 
 
 def _accept_iban(m: re.Match[str]) -> Span | None:
-    text, s = m.string, m.start() - 2
+    text = m.string
+    s = m.start() - (3 if text[m.start() - 1] == " " else 2)
     length = IBAN_LENGTHS.get(text[s : s + 2].upper())
     if length is None:
         return None
@@ -221,10 +274,7 @@ def _ibans(text: str) -> Iterator[Span]:
 
 
 def _ssns(text: str) -> Iterator[Span]:
-    for m in _SSN.finditer(text):
-        v = m.group()
-        if ssn_ok(v[:3], v[4:6], v[7:]):
-            yield m.span()
+    yield from _scan(_SSN, text, _accept_ssn, _SSN_NEXT)
     lower = text.lower()
     if "ssn" not in lower and "ss#" not in lower and "social security" not in lower:
         return
@@ -242,12 +292,21 @@ def _ninos(text: str) -> Iterator[Span]:
             if m is not None and m.end() == hint.end() and m.group(1).upper() not in _BAD_NINO_PREFIXES:
                 yield m.span()
                 break
+    lower = text.lower()
+    if "nino" in lower or "ni n" in lower or "national insurance" in lower:
+        for m in _NINO_NO_SUFFIX.finditer(text):
+            prefix = m.group(1)[:2]
+            if _NINO_PREFIX.fullmatch(prefix) and prefix.upper() not in _BAD_NINO_PREFIXES:
+                yield m.span(1)
 
 
 def _phone_prefix(m: re.Match[str], lo: int, hi: int, same_seps: bool) -> Span | None:
     """The longest prefix of the match, cut at a space, with lo..hi digits (and one separator kind)."""
     text, (s, e) = m.string, m.span()
-    for end in [e, *reversed(_group_ends(text, s, e, " "))]:
+    ends = list(reversed(_group_ends(text, s, e, " ")))
+    if e == len(text) or not (text[e].isalnum() or text[e] == "_"):  # else the last group runs into a word
+        ends.insert(0, e)
+    for end in ends:
         candidate = text[s:end]
         n = len(_digits(candidate.replace("(0)", "", 1)))
         if n > hi:
@@ -264,20 +323,20 @@ def _accept_intl(m: re.Match[str]) -> Span | None:
     if _AMOUNT.fullmatch(m.group()):  # "+2500.00" is an amount
         return None
     digits = _digits(m.group())
-    longest = next((n for cc, n in _E164_MAX if digits.startswith(cc)), 15)
-    return _phone_prefix(m, 8, longest, same_seps=False)
+    extra = 2 if digits.startswith("00") else 0  # the international call prefix is not in E.164
+    longest = next((n for cc, n in _E164_MAX if digits.startswith(cc, extra)), 15)
+    return _phone_prefix(m, 8 + extra, longest + extra, same_seps=False)
 
 
 def _phones(text: str) -> Iterator[Span]:
-    if "+" in text:
+    if "+" in text or "00" in text:
         yield from _scan(_PHONE_INTL, text, _accept_intl)
     if "(" in text:
         for m in _PHONE_PAREN.finditer(text):
             if 9 <= len(_digits(m.group())) <= 12:
                 yield m.span()
-    for m in _PHONE_NANP.finditer(text):
-        yield m.span()
-    yield from _scan(_PHONE_TRUNK, text, lambda m: _phone_prefix(m, 10, 12, same_seps=True))
+    yield from _scan(_PHONE_NANP, text, lambda m: m.span(), _PHONE_NANP_NEXT)
+    yield from _scan(_PHONE_TRUNK, text, lambda m: _phone_prefix(m, 10, 12, same_seps=True), _PHONE_TRUNK_NEXT)
 
 
 def _looks_secret_value(value: str, sep: str) -> bool:
@@ -334,7 +393,7 @@ def _secrets_generic(text: str) -> Iterator[Span]:
 
 def _is_hex_secret(token: str) -> bool:
     return (len(token) >= 32 and all(c in "0123456789abcdefABCDEF" for c in token)
-            and any(c.isdigit() for c in token) and any(c.isalpha() for c in token) and _entropy(token) >= 3.0)
+            and any(c.isdigit() for c in token) and any(c.isalpha() for c in token) and _entropy(token) >= 2.5)
 
 
 def _emails(text: str) -> Iterator[Span]:

@@ -36,6 +36,11 @@ FOUND = [
     ("CARD", "4111-1111-1111-1111"),
     ("CARD", "5555555555554444"),
     ("CARD", "3782 822463 10005"),
+    ("CARD", "4111.1111.1111.1111"),
+    ("PHONE", "0044 7911 123456"),
+    ("PHONE", "(+44) 7911 123456"),
+    ("PHONE", "+1 (555) 234-5678"),
+    ("IBAN", "DE 89 3704 0044 0532 0130 00"),
     ("IBAN", "DE89 3704 0044 0532 0130 00"),
     ("IBAN", "GB82WEST12345698765432"),
     ("IBAN", "nl91abna0417164300"),
@@ -145,6 +150,16 @@ def test_secret_values_after_keys_are_masked_but_not_the_keys():
 def test_phone_next_to_other_numbers_keeps_them_out():
     result = mask("card 4111 1111 1111 1111 12/27, call 07911 123456 at 10:30 on 24.11.2026")
     assert result.text == "card <CARD_1> 12/27, call <PHONE_1> at 10:30 on 24.11.2026"
+
+
+def test_values_directly_after_one_another_are_each_masked():
+    text = "4111111111111111 5555555555554444, 07911 123456 07911 654321, 234-56-7890 345-67-8901"
+    assert mask(text).text == "<CARD_1> <CARD_2>, <PHONE_1> <PHONE_2>, <SSN_1> <SSN_2>"
+
+
+def test_nino_without_suffix_only_after_words_that_name_it():
+    assert mask("NI number: AB 12 34 56").text == "NI number: <NINO_1>"
+    assert mask("ref AB 12 34 56").text == "ref AB 12 34 56"
 
 
 def test_mask_result_is_immutable():
