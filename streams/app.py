@@ -58,6 +58,7 @@ class Health:
     joined: bool = False
     started_at: float = field(default_factory=time.time)
     down: dict[str, str] = field(default_factory=dict)
+    partitions: list[str] = field(default_factory=list)
 
     def set_dependency(self, name: str, error: str | None) -> None:
         if error is None:
@@ -97,6 +98,7 @@ class Worker:
             "policy": {"version": self.policy.current.version, "path": str(self.policy.path),
                        "error": self.policy.error},
             "dependencies": dict(self.health.down),
+            "partitions": list(self.health.partitions),
             "uptime_s": round(time.time() - self.health.started_at, 1),
         }
 
@@ -231,6 +233,8 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         health.joined = True
+        health.partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in (assigned or ())
+                                   if tp.topic in (TOPIC_RAW, TOPIC_FEEDBACK))
 
     @app.page("/health")
     async def health_page(view: View, request: Request) -> Response:
