@@ -60,11 +60,11 @@ _NINO = re.compile(
     _A | re.IGNORECASE,
 )
 _PHONE_INTL = re.compile(  # +44 ..., (+44) ..., 0044 ... (00 only with a separator after the country code)
-    r"(?:(?<!\w)\(\+[1-9]\d{0,3}\)|(?<![\w+])\+[1-9]\d{0,3}|(?<![\w+\-])(?<!\d[ .,])00[1-9]\d{0,3}(?=[ .\-(]))"
+    r"(?:\((?<!\w\()\+[1-9]\d{0,3}\)|\+(?<![\w+]\+)[1-9]\d{0,3}|0(?<![\w+\-]0)(?<!\d[ .,]0)0[1-9]\d{0,3}(?=[ .\-(]))"
     r"(?:[ .\-]?\((?:0|\d{1,4})\))?(?:[ .\-]?\d++){1,7}",
     _A,
 )
-_PHONE_PAREN = re.compile(r"(?<![\w)])\(\d{2,5}\)[ .\-]?\d{3,4}[ .\-]?\d{3,5}(?!\w)(?![.\-]\d)", _A)
+_PHONE_PAREN = re.compile(r"\((?<![\w)]\()\d{2,5}\)[ .\-]?\d{3,4}[ .\-]?\d{3,5}(?!\w)(?![.\-]\d)", _A)
 _NANP_REST = r"(?:(?<=1)[ .\-][2-9]\d\d|(?<=[2-9])\d\d)([ .\-])\d{3}\1\d{4}(?!\w)(?![.\-]\d)"
 _PHONE_NANP = re.compile(r"\d(?<![\w+.\-]\d)(?<!\d \d)" + _NANP_REST, _A)
 _PHONE_NANP_NEXT = re.compile(r"\d" + _NANP_REST, _A)
@@ -91,7 +91,7 @@ _SECRET_KNOWN: Final[tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]] = tupl
 _SECRET_BEARER = re.compile(r"(?i)\b(?:bearer|basic)[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)", _A)
 # `key: value` / `key=value`: found from the separator, then the key is read back from it.
 _KV_VALUE = re.compile(r"[:=][ \t]*[\"']?([^\s\"',;<>`]{4,200})", _A)
-_KV_KEY = re.compile(r"(?i)([A-Za-z0-9_\-]{2,60})[\"']?(?:[ \t]+(?:is|was))?[ \t]*\Z", _A)
+_KV_KEY = re.compile(r"(?i)(?<![A-Za-z0-9_\-])([A-Za-z0-9_\-]{2,60})[\"']?(?:[ \t]+(?:is|was))?[ \t]*\Z", _A)
 # "my password is hunter2": found from " is"/" was", then the words before are checked.
 _SAID_VALUE = re.compile(r"(?i)[ \t]+(?:is|was)[ \t]+[\"']?([^\s\"',;<>`]{6,200})", _A)
 _SAID_KEY = re.compile(
@@ -355,6 +355,10 @@ def _secrets_known(text: str) -> Iterator[Span]:
     for triggers, pattern in _SECRET_KNOWN:
         if any(t in text for t in triggers):
             yield from (m.span() for m in pattern.finditer(text))
+
+
+def _secrets_kv(text: str) -> Iterator[Span]:
+    """Values after `api_key=`, `password:`, `Bearer`, "my password is"."""
     lower = text.lower()
     if "bearer" in lower or "basic" in lower:
         yield from (m.span(1) for m in _SECRET_BEARER.finditer(text))
@@ -363,7 +367,7 @@ def _secrets_known(text: str) -> Iterator[Span]:
     if "=" in text or ":" in text:
         for m in _KV_VALUE.finditer(text):
             s = m.start()
-            key = _KV_KEY.search(text, max(0, s - 80), s)
+            key = _KV_KEY.search(text, max(0, s - 70), s)
             if (key is not None and any(k in key.group(1).lower() for k in _KV_KEYWORDS)
                     and _looks_secret_value(m.group(1), text[s])):
                 yield m.span(1)
@@ -376,8 +380,6 @@ def _secrets_known(text: str) -> Iterator[Span]:
 
 def _secrets_generic(text: str) -> Iterator[Span]:
     """Long high-entropy tokens: mixed case with digits, or long hex, that are not ids or words."""
-    if not any(len(word) >= 24 for word in text.split()):
-        return
     for m in _TOKEN.finditer(text):
         token = m.group().rstrip("=")
         if _UUID.fullmatch(token) or (_ID_LIKE.fullmatch(token) and not _is_hex_secret(token)):
@@ -413,27 +415,30 @@ def _emails(text: str) -> Iterator[Span]:
             at = text.find("@", at + 1)
 
 
-# Detectors in priority order (where spans overlap, the earlier one wins), with the fewest ASCII digits
-# a text must hold for the detector to find anything, so that prose skips the numeric ones.
-_DETECTORS: Final[tuple[tuple[str, Callable[[str], Iterator[Span]], int], ...]] = (
-    ("SECRET", _secrets_known, 0),
-    ("EMAIL", _emails, 0),
-    ("IBAN", _ibans, 6),
-    ("SSN", _ssns, 9),
-    ("NINO", _ninos, 6),
-    ("CARD", _cards, 13),
-    ("PHONE", _phones, 8),
-    ("SECRET", _secrets_generic, 0),
+# Detectors in priority order (where spans overlap, the earlier one wins), each with what a text must
+# hold for it to find anything (ASCII digits, a whitespace-free word of some length), so that most
+# tickets skip most detectors.
+_DETECTORS: Final[tuple[tuple[str, Callable[[str], Iterator[Span]], int, int], ...]] = (
+    ("SECRET", _secrets_known, 0, 15),
+    ("SECRET", _secrets_kv, 0, 0),
+    ("EMAIL", _emails, 0, 0),
+    ("IBAN", _ibans, 6, 0),
+    ("SSN", _ssns, 9, 0),
+    ("NINO", _ninos, 6, 0),
+    ("CARD", _cards, 13, 0),
+    ("PHONE", _phones, 8, 0),
+    ("SECRET", _secrets_generic, 0, 24),
 )
 
 
 def find_pii(text: str) -> list[PIIMatch]:
     """All PII in `text`, without overlaps, in order of appearance."""
     digits = sum(map(text.count, "0123456789"))
+    longest_word = max(map(len, text.split()), default=0)
     taken: list[Span] = []
     found: list[PIIMatch] = []
-    for kind, detect, min_digits in _DETECTORS:
-        if digits < min_digits:
+    for kind, detect, min_digits, min_word in _DETECTORS:
+        if digits < min_digits or longest_word < min_word:
             continue
         for s, e in detect(text):
             if s < e and all(e <= a or s >= b for a, b in taken):
