@@ -40,9 +40,14 @@ def drift_report() -> None:
     @task
     def check_window(data_interval_start: datetime | None = None,
                      data_interval_end: datetime | None = None) -> dict[str, Any]:
-        from monitoring.drift import run_drift_report, summary_line
+        from airflow.sdk.exceptions import AirflowFailException
 
-        result = run_drift_report(data_interval_start, data_interval_end)
+        from monitoring.drift import DriftInputError, run_drift_report, summary_line
+
+        try:
+            result = run_drift_report(data_interval_start, data_interval_end)
+        except DriftInputError as exc:  # no champion / no reference sample: retrying will not help
+            raise AirflowFailException(str(exc)) from exc
         print(f"drift report: {summary_line(result)}")
         return result.as_dict()
 

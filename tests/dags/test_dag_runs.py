@@ -92,3 +92,13 @@ def test_metrics_rollup_run_builds_the_marts(dagbag, pg_server, triage_db_env, t
                            "WHERE grain = 'day' AND breakdown = 'overall'").fetchone()
     assert row["n"] == 120
     assert (state / "dbt" / "target" / "run_results.json").is_file()
+
+
+def test_drift_report_without_a_champion_fails_without_retrying(dagbag, pg_server, triage_db_env) -> None:
+    url = fresh_db(pg_server, "dag_nochamp")
+    triage_db_env(url)
+    run = dagbag.dags["drift_report"].test(logical_date=T + timedelta(hours=5))
+    assert str(run.state) == "failed"
+    assert _states(run) == {"check_window": "failed", "emit_drift_event": "upstream_failed"}
+    (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == "check_window"]
+    assert ti.try_number == 1
