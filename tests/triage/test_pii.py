@@ -206,7 +206,7 @@ PII_PIECES = st.sampled_from([v for _, v in FOUND] + NOT_FOUND + ["<EMAIL_1>", "
 TEXTS = st.lists(st.one_of(st.text(max_size=40), PII_PIECES), max_size=12).map(" ".join)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(), TEXTS, st.from_regex(r"[\d +().\-]{0,40}", fullmatch=True)))
 def test_mask_never_raises_and_restore_inverts_it(text):
     result = mask(text)
