@@ -12,8 +12,17 @@ from triage.settings import PROJECT_ROOT, Settings, known_env_names, load_settin
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
-REQUIRED = {"postgres", "kafka", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer", "worker", "llm", "metabase"}
+REQUIRED = {
+    "postgres",
+    "kafka",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "worker",
+    "llm",
+    "metabase",
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +45,7 @@ def _substitute(value: str, env: dict[str, str]) -> str:
 
 def test_every_service_is_buildable_and_healthchecked(compose):
     services = compose["services"]
-    assert REQUIRED <= set(services)
+    assert set(services) >= REQUIRED
     for name, svc in services.items():
         assert "image" in svc or "build" in svc, name
         if "build" in svc:

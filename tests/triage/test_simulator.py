@@ -81,8 +81,10 @@ def test_csv_for_training(tmp_path):
 
 def test_feedback_confirms_right_decisions_and_corrects_wrong_ones():
     rng = random.Random(0)
-    decision = {"ticket_id": "T-1", "prediction": {"heads": {"intent": {"label": "card_arrival"},
-                                                             "urgency": {"label": "low"}}}}
+    decision = {
+        "ticket_id": "T-1",
+        "prediction": {"heads": {"intent": {"label": "card_arrival"}, "urgency": {"label": "low"}}},
+    }
     ok = Feedback.model_validate(feedback_for("card_arrival", "low", decision, rng))
     wrong = Feedback.model_validate(feedback_for("fraud_report", "critical", decision, rng))
     assert ok.kind == "confirm" and wrong.kind == "correct"

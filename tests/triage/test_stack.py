@@ -19,15 +19,21 @@ TRIAGE = str(Path(sys.executable).parent / "triage")
 
 
 def _settings(tmp_path: Path, **extra: str):
-    env = {"TRIAGE_STATE_DIR": str(tmp_path), "TRIAGE_KAFKA_PORT": str(free_port()),
-           "TRIAGE_AIRFLOW_PORT": str(free_port()), "TRIAGE_WORKER_PORT": str(free_port()), **extra}
+    env = {
+        "TRIAGE_STATE_DIR": str(tmp_path),
+        "TRIAGE_KAFKA_PORT": str(free_port()),
+        "TRIAGE_AIRFLOW_PORT": str(free_port()),
+        "TRIAGE_WORKER_PORT": str(free_port()),
+        **extra,
+    }
     return env, load_settings(env)
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
-    return subprocess.run([TRIAGE, *args], env={**clean, **env}, capture_output=True, text=True, timeout=60,
-                          cwd=PROJECT_ROOT)
+    return subprocess.run(
+        [TRIAGE, *args], env={**clean, **env}, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT
+    )
 
 
 def test_port_in_use_is_named_with_the_setting_to_change(tmp_path):
