@@ -68,6 +68,15 @@ class _LLMHandler(BaseHTTPRequestHandler):
         with fake.lock:
             fake.requests.append(request)
             step = fake.script.popleft() if fake.script else fake.default
+            fake.in_flight += 1
+            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        try:
+            self._answer(fake, request, step)
+        finally:
+            with fake.lock:
+                fake.in_flight -= 1
+
+    def _answer(self, fake: FakeLLM, request: dict[str, Any], step: str) -> None:
         kind, _, arg = step.partition(":")
         if kind == "status":
             _send(self, int(arg), {"error": {"message": "scripted failure"}})
@@ -92,6 +101,8 @@ class FakeLLM(_Server):
         self.script: deque[str] = deque()
         self.default = "ok"
         self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def __enter__(self) -> FakeLLM:
         super().__enter__()
@@ -123,8 +134,10 @@ class _HookHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         sink: WebhookSink = self.server.owner  # type: ignore[attr-defined]
         key = self.headers.get("Idempotency-Key") or ""
-        payload = json.loads(_body(self))
+        raw = _body(self)
+        payload = json.loads(raw)
         with sink.lock:
+            sink.bodies.append(raw.decode())
             sink.deliveries[key] += 1
             step = sink.script.popleft() if sink.script else "ok"
             if step == "ok" and key and key not in sink.effects:
@@ -144,6 +157,7 @@ class WebhookSink(_Server):
         super().__init__(_HookHandler)
         self.deliveries: Counter[str] = Counter()
         self.effects: dict[str, dict[str, Any]] = {}
+        self.bodies: list[str] = []
         self.script: deque[str] = deque()
 
     def __enter__(self) -> WebhookSink:
