@@ -173,7 +173,7 @@ class Drafter:
                                    urgency=urgency)
         call.provider, call.model, call.temperature = self.llm.provider, self.llm.model, s.llm_temperature
         call.request = {"model": self.llm.model, "messages": messages, "temperature": s.llm_temperature,
-                        "max_tokens": s.llm_max_tokens}
+                        "max_tokens": s.llm_max_tokens, "sent": False}
         if self.llm.breaker.state == "open":  # half-open: go on, the client sends the one probe
             return self._cheap_path(prompt, f"LLM breaker {self.llm.breaker.name} open", route)
         limits = s.llm_budgets.get(WORKFLOW)
@@ -193,6 +193,7 @@ class Drafter:
             await self._settle(reservation, 0, Decimal(0))
             return self._cheap_path(prompt, f"no free LLM slot within {s.draft_deadline_s:g}s", route)
         self.in_flight += 1
+        call.request["sent"] = True
         try:
             remaining = s.draft_deadline_s - (time.monotonic() - started)
             completion = await self.llm.chat(messages, prompt_id=prompt.id, prompt_version=prompt.version,

@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-port", type=int, default=None, help="health page port (default worker port + 1)")
     parser.add_argument("--loglevel", default="info")
     args = parser.parse_args(argv)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
     settings = get_settings()
     app, _ = create_drafting_app(settings, args.web_port or settings.worker_port + 1)
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,7 @@ def test_model_draft_kept_with_envelope_and_delivered(db_url: str, hook: Webhook
     assert row["prompt_version"] == "1+base.1" and row["finish_reason"] == "stop"
     assert row["tokens_in"] > 0 and row["tokens_out"] > 0 and row["cost_usd"] > 0 and row["latency_ms"] > 0
     assert row["request"]["messages"][1]["content"].count("Where is my new card?") == 1
+    assert row["request"]["sent"] is True
     assert sorted(out.actions) == ["T-1:draft:webhook", "T-1:review:work_queue"]
     dispatch(s)
     assert hook.effects["T-1:draft:webhook"]["draft"]["text"] == GOOD
@@ -204,6 +205,7 @@ def test_breaker_opens_then_template_then_half_open_probe_closes(db_url: str) ->
         outs = handle_all(drafter(s, fake, board), [make_decision(f"F-{i}") for i in range(3, 6)])
         assert len(fake.requests) == 3, "an open breaker sends nothing"
         assert all(o.status == "fallback" and "breaker" in (o.reason or "") for o in outs)
+        assert calls(db_url)["F-3:draft_reply"]["request"]["sent"] is False
         time.sleep(0.55)
         fake.default = "ok"
         [out] = handle_all(drafter(s, fake, board), [make_decision("F-6")])

@@ -13,8 +13,9 @@ import pytest
 from streams.breaker import CircuitBreaker
 from streams.llm_client import LLMClient, LLMError, LLMUnavailable, backoff_delay
 from tests.streams.fake_servers import FakeLLM
-from triage.settings import ModelPrice, load_settings
+from triage.settings import PROJECT_ROOT, ModelPrice, load_settings
 
+LLM_ENV = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
 PRICES = {"fake-model": ModelPrice(input_per_mtok=2.0, output_per_mtok=10.0)}
 MSGS = [{"role": "system", "content": "You draft replies."}, {"role": "user", "content": "Where is my card?" * 10}]
 
@@ -152,11 +153,8 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
 
 
 @pytest.mark.llm
+@pytest.mark.skipif(not LLM_ENV.exists(), reason="local-LLM environment .venv-llm not installed (run `make llm`)")
 def test_real_llama_cpp_server_with_smollm2(tmp_path: Path) -> None:
-    from triage.settings import PROJECT_ROOT
-
-    if not (PROJECT_ROOT / ".venv-llm" / "bin" / "python").exists():
-        pytest.skip("local-LLM environment .venv-llm not installed (run `make llm`)")
     from triage.stack.llm import EmbeddedLLM
     from triage.stack.procs import free_port, stop_group
 

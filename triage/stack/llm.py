@@ -77,3 +77,13 @@ class EmbeddedLLM:
         wait_until(lambda: check_llm(self.base_url), timeout, "local LLM server", log_path=self.log_path,
                    proc=self.proc)
         return self.proc
+
+
+def check_drafting(port: int, timeout: float = 3.0) -> dict[str, object] | str:
+    """The worker's `/drafting` page (LLM mode, breakers, budget, outbox), or why it cannot be read."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/drafting", timeout=timeout) as resp:
+            body = json.loads(resp.read())
+    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        return f"drafting page: {exc}"
+    return body if isinstance(body, dict) else "drafting page: unexpected answer"
