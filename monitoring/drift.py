@@ -230,25 +230,27 @@ def evaluate(
         "intent": reference["intent"].astype(object),
         "urgency": reference["urgency"].astype(object),
     }
-    use_baseline = baseline is not None and len(baseline) >= thresholds.min_rows
-    if use_baseline and baseline is not None:
-        for col in ("intent_confidence", "urgency_confidence"):
-            ref_cols[col] = pd.to_numeric(baseline[col], errors="coerce")
-        ref_cols["abstained"] = baseline["abstained"].astype(float)
     n_feedback = int(labelled.sum())
     use_feedback = n_feedback >= thresholds.min_feedback
+    # (column, method, threshold); a column with no values on either side is skipped with the reason.
+    checks = [(c, m, t) for c, m, t in (("text", "abs_text_content_drift", thresholds.text_auc),
+                                         ("intent", "jensenshannon", thresholds.prediction_distance),
+                                         ("urgency", "jensenshannon", thresholds.prediction_distance))
+              if cur[c].notna().any() and ref_cols[c].notna().any()]
+    skipped: dict[str, str] = {c: "no values in the window or the reference" for c in ("text", "intent", "urgency")
+                               if c not in {k for k, _, _ in checks}}
+    if baseline is not None:
+        ref_cols["abstained"] = baseline["abstained"].astype(float)
+    for col in ("intent_confidence", "urgency_confidence"):
+        base = pd.to_numeric(baseline[col], errors="coerce") if baseline is not None else pd.Series(dtype=float)
+        if base.notna().sum() >= thresholds.min_rows and cur[col].notna().any():
+            ref_cols[col] = base
+            checks.append((col, "wasserstein", thresholds.confidence_distance))
+        else:
+            skipped[col] = (f"fewer than {thresholds.min_rows} baseline decisions with a confidence in the "
+                            f"{thresholds.baseline_hours} h before the window, or none in the window")
 
-    checks: list[tuple[str, str, float, Any]] = [
-        ("text", "abs_text_content_drift", thresholds.text_auc, None),
-        ("intent", "jensenshannon", thresholds.prediction_distance, None),
-        ("urgency", "jensenshannon", thresholds.prediction_distance, None),
-    ]
-    if use_baseline:
-        checks += [
-            ("intent_confidence", "wasserstein", thresholds.confidence_distance, None),
-            ("urgency_confidence", "wasserstein", thresholds.confidence_distance, None),
-        ]
-    metrics_list: list[Any] = [ValueDrift(column=c, method=m, threshold=t) for c, m, t, _ in checks]
+    metrics_list: list[Any] = [ValueDrift(column=c, method=m, threshold=t) for c, m, t in checks]
     metrics_list.append(MeanValue(column="abstained"))
     if use_feedback:
         metrics_list.append(MeanValue(column="label_mismatch"))
@@ -278,16 +280,15 @@ def evaluate(
               "urgency": "urgency prediction drift (Jensen-Shannon)",
               "intent_confidence": "intent confidence drift (Wasserstein, normed)",
               "urgency_confidence": "urgency confidence drift (Wasserstein, normed)"}
-    for (column, method, threshold, _), value in zip(checks, values, strict=False):
+    for (column, method, threshold), value in zip(checks, values, strict=False):
         score = float(value)
         drifted = score >= threshold
         metrics[f"{column}_drift"] = {"score": round(score, 4), "threshold": threshold, "method": method,
                                       "drift": drifted}
         if drifted:
             reasons.append(f"{labels[column]} {score:.3f} >= {threshold}")
-    if not use_baseline:
-        metrics["confidence_drift"] = {"skipped": f"fewer than {thresholds.min_rows} baseline decisions "
-                                                  f"in the {thresholds.baseline_hours} h before the window"}
+    for column, why in skipped.items():
+        metrics[f"{column}_drift"] = {"skipped": why}
     abstention = float(cur["abstained"].mean())
     metrics["abstention_rate"] = {"value": round(abstention, 4), "threshold": thresholds.abstention_max,
                                   "drift": abstention > thresholds.abstention_max}

@@ -109,3 +109,21 @@ def test_reference_file_name_matches_the_model_layout() -> None:
     from ml import layout
 
     assert drift.REFERENCE_FILE == layout.REFERENCE
+
+
+def test_checks_without_data_are_skipped_with_the_reason(reference_csv: Path) -> None:
+    import pandas as pd
+
+    reference = drift.load_reference(reference_csv)
+    n = 250
+    current = pd.DataFrame({
+        "ticket_id": [f"T{i}" for i in range(n)], "text": reference["text"].iloc[:n].tolist(),
+        "intent": [None] * n, "urgency": reference["urgency"].iloc[:n].tolist(),
+        "intent_confidence": [None] * n, "urgency_confidence": [0.8] * n, "abstained": [True] * n,
+        "label_intent": [None] * n,
+    })
+    metrics, reasons = drift.evaluate(reference, current, None, THRESHOLDS, None)
+    assert "skipped" in metrics["intent_drift"] and "skipped" in metrics["intent_confidence_drift"]
+    assert "skipped" in metrics["urgency_confidence_drift"]  # no baseline
+    assert metrics["urgency_drift"]["drift"] is False
+    assert reasons == [f"abstention rate 1.000 > {THRESHOLDS.abstention_max}"]
