@@ -36,7 +36,7 @@ from triage.settings import get_settings
 
 log = logging.getLogger(__name__)
 __all__ = ["Adapter", "DeliveryError", "Dispatcher", "Draft", "WebhookAdapter", "WorkQueueAdapter",
-           "actions_for", "enqueue_actions", "retry_parked"]
+           "actions_for", "enqueue_actions", "enqueue_batch", "retry_parked"]
 
 WEBHOOK, WORK_QUEUE = "webhook", "work_queue"
 # Answers that will never succeed however often they are retried (the action is parked at once).
@@ -163,6 +163,15 @@ async def enqueue_actions(conn: psycopg.AsyncConnection[Any], decision: Decision
             await cur.execute(_INSERT, (key, decision.ticket_id, kind, adapter, key, payload))
             if await cur.fetchone() is not None:
                 created.append(key)
+    return created
+
+
+async def enqueue_batch(conn: psycopg.AsyncConnection[Any], decisions: Sequence[Decision]) -> list[str]:
+    """`enqueue_actions` for each decision of a micro-batch (what the audit sink calls in its transaction)."""
+    webhook = get_settings().webhook_url is not None
+    created: list[str] = []
+    for d in decisions:
+        created += await enqueue_actions(conn, d, webhook=webhook)
     return created
 
 
@@ -327,6 +336,11 @@ class Dispatcher:
             except psycopg.Error as exc:
                 breaker.failure(f"{type(exc).__name__}")
                 await self._fail(row, DeliveryError(f"database error: {type(exc).__name__}: {exc}"[:300]))
+                return
+            except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the outbox or leak a probe
+                log.exception("adapter %s failed on %s", row.adapter, row.idempotency_key)
+                breaker.failure(type(exc).__name__)
+                await self._fail(row, DeliveryError(f"adapter error: {type(exc).__name__}: {exc}"[:300]))
                 return
         breaker.success()
         self.stats.delivered[row.adapter] += 1

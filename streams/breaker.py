@@ -79,6 +79,11 @@ class CircuitBreaker:
             wait = f"; next probe in {snap.retry_in_s:.1f}s" if snap.retry_in_s is not None else ""
             raise BreakerOpen(f"circuit breaker {self.name} is {snap.state} (last error: {snap.last_error}){wait}")
 
+    def release(self) -> None:
+        """The probe ended without a verdict (cancelled): let the next call probe instead."""
+        with self._lock:
+            self._probe_in_flight = False
+
     def success(self) -> None:
         with self._lock:
             self._state = "closed"

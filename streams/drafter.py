@@ -132,6 +132,10 @@ class Drafter:
         self._active.add(decision.ticket_id)
         try:
             return await self._handle(decision, started)
+        except Exception as exc:  # noqa: BLE001 - a drafting bug must not lose the ticket: a person takes it
+            log.exception("drafting failed on ticket %s; sending it to human_queue", decision.ticket_id)
+            return await self._finish(decision, f"{decision.ticket_id}:{WORKFLOW}", load_prompt(None), _Call(),
+                                      "skipped", None, "human_queue", f"drafting failed ({type(exc).__name__})")
         finally:
             self._active.discard(decision.ticket_id)
 

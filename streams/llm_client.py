@@ -116,15 +116,18 @@ class LLMClient:
         attempt = 0
         while True:
             elapsed_ms = (time.monotonic() - started) * 1000
-            if not self.breaker.allow():
-                snap = self.breaker.snapshot()
-                raise LLMUnavailable(f"breaker {snap.name} {snap.state}", attempts=attempt, latency_ms=elapsed_ms)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LLMError("deadline exceeded", attempts=attempt, latency_ms=elapsed_ms)
+            if not self.breaker.allow():
+                snap = self.breaker.snapshot()
+                raise LLMUnavailable(f"breaker {snap.name} {snap.state}", attempts=attempt, latency_ms=elapsed_ms)
             attempt += 1
             try:
                 resp = await self._http.post("/chat/completions", json=body, timeout=min(self.timeout_s, remaining))
+            except asyncio.CancelledError:
+                self.breaker.release()
+                raise
             except httpx.TimeoutException:
                 self.breaker.failure("timeout")
                 raise LLMError("timeout", attempts=attempt, latency_ms=_ms(started)) from None
@@ -144,6 +147,7 @@ class LLMClient:
                 return completion
             reason = f"HTTP {resp.status_code}"
             if resp.status_code not in RETRY_STATUSES:
+                self.breaker.success()  # the backend answered: it is up, the request is wrong
                 raise LLMError(reason, attempts=attempt, latency_ms=_ms(started), status=resp.status_code)
             self.breaker.failure(reason)
             if attempt > self.max_retries:

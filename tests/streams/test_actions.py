@@ -12,7 +12,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from streams.actions import Dispatcher, Draft, WebhookAdapter, WorkQueueAdapter, enqueue_actions, retry_parked
+from streams.actions import (
+    Dispatcher,
+    Draft,
+    WebhookAdapter,
+    WorkQueueAdapter,
+    enqueue_actions,
+    enqueue_batch,
+    retry_parked,
+)
 from streams.breaker import BreakerBoard
 from tests.streams.fake_servers import WebhookSink, make_decision
 from triage.settings import PROJECT_ROOT
@@ -180,3 +188,17 @@ def test_two_dispatchers_deliver_each_action_once(db_url: str) -> None:
 
         run(both())
         assert len(sink.deliveries) == n and set(sink.deliveries.values()) == {1}
+
+
+def test_enqueue_batch_in_the_callers_transaction(db_url: str) -> None:
+    decisions = [make_decision("S-1", route="human_queue"), make_decision("S-2", route="draft_for_review"),
+                 make_decision("S-3", route="escalate")]
+
+    async def go(commit: bool) -> list[str]:
+        conn = await psycopg.AsyncConnection.connect(db_url)
+        async with conn, conn.transaction(force_rollback=not commit):
+            return await enqueue_batch(conn, decisions)
+
+    assert sorted(run(go(False))) == ["S-1:human:work_queue", "S-3:escalate:work_queue"]
+    assert actions(db_url) == {}, "a rolled-back decision transaction leaves no action behind"
+    assert len(run(go(True))) == 2 and len(actions(db_url)) == 2

@@ -83,3 +83,13 @@ def test_board_shares_thresholds_and_reports_all() -> None:
     assert states == {"a": "open"}
     with pytest.raises(ValueError, match="failures >= 1"):
         CircuitBreaker("bad", failures=0)
+
+
+def test_a_probe_without_verdict_is_released() -> None:
+    clock = Clock()
+    b = CircuitBreaker("llm", failures=1, window_s=10, open_s=5, clock=clock)
+    b.failure()
+    clock.now += 5
+    assert b.allow() and not b.allow()
+    b.release()
+    assert b.state == "half_open" and b.allow()

@@ -174,6 +174,19 @@ def test_masking_failure_fails_closed_to_human_queue(db_url: str, hook: WebhookS
     assert action["payload"]["reason"].startswith("PII masking failed")
 
 
+def test_an_unexpected_drafting_error_sends_the_ticket_to_a_person(db_url: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("bug")
+
+    monkeypatch.setattr("streams.drafter.check_draft", boom)
+    with FakeLLM(reply=GOOD) as fake:
+        [out] = handle_all(drafter(settings_for(db_url), fake), [make_decision("X-1")])
+    assert (out.status, out.route) == ("skipped", "human_queue")
+    assert out.actions == ("X-1:human:work_queue",)
+    assert calls(db_url)["X-1:draft_reply"]["error"] == "drafting failed (KeyError)"
+
+
 @pytest.mark.parametrize("fallback", ["template", "human_queue"])
 def test_over_budget_takes_the_configured_cheap_path(db_url: str, fallback: str) -> None:
     budget = '{"draft_reply": {"hour_tokens": 700, "hour_usd": 1, "day_tokens": 100000, "day_usd": 1}}'

@@ -92,6 +92,19 @@ def test_4xx_is_not_retried() -> None:
     assert breaker.state == "closed", "a bad request says nothing about the backend's health"
 
 
+def test_a_4xx_answer_to_the_half_open_probe_closes_the_breaker() -> None:
+    breaker = CircuitBreaker("llm:fake", failures=1, window_s=30, open_s=0.2)
+    with FakeLLM() as fake:
+        fake.then("status:503", "status:400")
+        with pytest.raises(LLMError, match="HTTP 503"):
+            call(client(fake, breaker, max_retries=0))
+        time.sleep(0.25)
+        with pytest.raises(LLMError, match="HTTP 400"):
+            call(client(fake, breaker))
+        assert breaker.state == "closed", "the probe got an answer: the backend is up"
+        assert call(client(fake, breaker)).attempts == 1
+
+
 def test_timeout_is_bounded_not_retried_and_counts_as_failure() -> None:
     breaker = CircuitBreaker("llm:fake", failures=1, open_s=60)
     with FakeLLM() as fake:
