@@ -90,3 +90,30 @@ def seed_arms(url: str, start: datetime, end: datetime, n: int, *, champion: tup
     seed_decisions(url, start, end, n, seed=seed, version=champion[0], accuracy=champion[1], prefix="CH")
     seed_decisions(url, start, end, n, seed=seed + 1, version=challenger[0], accuracy=challenger[1], arm="canary",
                    latency_ms=challenger_latency_ms, prefix="CA")
+
+
+_built: dict[str, Path] = {}
+
+
+def beatable_champion(tmp_path_factory: object) -> Path:
+    """A tiny model whose label maps are rotated by one (every prediction names the wrong class): a champion
+    that a retrain beats by a wide margin, deterministically. Built once per test process."""
+    if "champion" not in _built:
+        import json
+        import shutil
+
+        from ml import layout
+        from ml.tiny import build_tiny_model
+
+        base = tmp_path_factory.mktemp("champion")  # type: ignore[attr-defined]
+        tiny = build_tiny_model(base / "tiny", seed=0)
+        out = base / "rotated"
+        shutil.copytree(tiny, out)
+        maps = {}
+        for head, labels in layout.read_heads(out).items():
+            rotated = labels[1:] + labels[:1]
+            maps[head] = {"id2label": {str(i): lab for i, lab in enumerate(rotated)},
+                          "label2id": {lab: i for i, lab in enumerate(rotated)}}
+        (out / layout.LABEL_MAPS).write_text(json.dumps(maps, indent=2), encoding="utf-8")
+        _built["champion"] = out
+    return _built["champion"]

@@ -10,7 +10,7 @@ import pytest
 
 from ml import registry, retrain
 from ml.retrain import RetrainConfig, SkipRetrain
-from tests.lifecycle import seed_decisions, settings_for
+from tests.lifecycle import beatable_champion, seed_decisions, settings_for
 
 # ---- pure pieces ------------------------------------------------------------------------------------------------
 
@@ -92,10 +92,7 @@ def test_rare_classes_do_not_block() -> None:
 
 @pytest.fixture(scope="module")
 def weak_champion(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model trained for one epoch on 200 tickets: easy to beat with production labels."""
-    from ml.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("weak") / "model", seed=0, rows=200, epochs=1)
+    return beatable_champion(tmp_path_factory)
 
 
 def _champion(url: str, model_dir: Path, settings) -> registry.ModelVersion:

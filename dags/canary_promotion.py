@@ -1,0 +1,104 @@
+"""
+### canary_promotion
+
+Started by the `triage_candidate_registered` Asset (or by hand, with an optional `version`): runs the
+candidate beside the champion and promotes it only when live numbers say it is better
+(`monitoring.canary`).
+
+1. `start_deployment`: a canary acting for `TRIAGE_CANARY_START_PERCENT` of tickets (sticky by ticket id),
+   or with `mode=shadow` (`TRIAGE_CANARY_MODE`) a shadow that only predicts. Idempotent.
+2. `wait_for_verdict`: a sensor in **reschedule** mode (it frees its worker slot between checks, every
+   `TRIAGE_CANARY_POKE_INTERVAL_S`). Each check compares the arms since the deployment (or its last ramp
+   step) began: agreement with human labels, override rate, abstention rate, error rate, p95 inference
+   latency, with two-proportion z-tests at `TRIAGE_CANARY_ALPHA`. It waits until each arm has
+   `TRIAGE_CANARY_MIN_FEEDBACK` labelled decisions; ramps through `TRIAGE_CANARY_RAMP_STEPS` when the
+   candidate is significantly better; finishes on promote or roll back (worse, slower, erroring, or no
+   verdict within `TRIAGE_CANARY_TIMEOUT_HOURS`).
+3. `apply_verdict`: promotes (the old champion is retired) or rolls back (the candidate is rejected, the
+   champion is unchanged) in the registry.
+
+Every step writes a `triage.model_events` row whose `details` hold the numbers behind it, and logs them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, task
+
+from triage.assets import CANDIDATE_ASSET_NAME, CANDIDATE_ASSET_URI
+from triage.settings import get_settings
+
+CANDIDATE_ASSET = Asset(name=CANDIDATE_ASSET_NAME, uri=CANDIDATE_ASSET_URI)
+CHANGED_BY = "airflow:canary_promotion"
+_settings = get_settings()
+
+
+def _asset_version(triggering_asset_events: Any) -> int | None:
+    """The candidate version named by the newest triggering Asset event, if any."""
+    versions = [e.extra.get("version") for events in (triggering_asset_events or {}).values() for e in events
+                if e.extra and e.extra.get("version") is not None]
+    return int(versions[-1]) if versions else None
+
+
+@dag(
+    dag_id="canary_promotion",
+    schedule=CANDIDATE_ASSET,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["triage", "ml", "canary"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    params={
+        "version": Param(None, type=["null", "integer"], minimum=1,
+                         description="Candidate version to deploy; empty = the Asset event's or the newest candidate"),
+        "mode": Param(None, type=["null", "string"], enum=[None, "canary", "shadow"],
+                      description="canary (acts for a share) or shadow (only predicts); empty = TRIAGE_CANARY_MODE"),
+    },
+    doc_md=__doc__,
+)
+def canary_promotion() -> None:
+    @task
+    def start_deployment(params: Any = None, triggering_asset_events: Any = None) -> dict[str, Any]:
+        from monitoring import canary
+
+        settings = get_settings()
+        requested = (params or {}).get("version") or _asset_version(triggering_asset_events)
+        version = canary.pick_candidate(settings, requested)
+        dep = canary.start(settings, version, mode=(params or {}).get("mode"), changed_by=CHANGED_BY)
+        print(f"{dep.mode} of {dep.name} v{dep.challenger_version} beside champion v{dep.champion_version} "
+              f"at {dep.percent:g}% since {dep.started_at.isoformat()}")
+        return {"version": dep.challenger_version, "mode": dep.mode, "percent": dep.percent}
+
+    @task.sensor(mode="reschedule", poke_interval=_settings.canary_poke_interval_s,
+                 timeout=_settings.canary_timeout_hours * 3600 + 2 * _settings.canary_poke_interval_s)
+    def wait_for_verdict(started: dict[str, Any]) -> Any:
+        from airflow.sdk import PokeReturnValue
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from monitoring import canary
+
+        dep, verdict = canary.poll(get_settings(), now=datetime.now(UTC), changed_by=CHANGED_BY)
+        if dep is None or verdict is None or dep.challenger_version != started["version"]:
+            raise AirflowFailException(f"the deployment of v{started['version']} ended outside this run "
+                                       "(see `triage canary status`); nothing to decide")
+        print(f"v{dep.challenger_version} at {dep.percent:g}% ({dep.mode}): {verdict.action}: {verdict.reason}")
+        print(f"numbers: {verdict.numbers}")
+        if verdict.action in ("promote", "rollback"):
+            return PokeReturnValue(is_done=True, xcom_value={"deployment_id": dep.id, **verdict.as_dict()})
+        return PokeReturnValue(is_done=False)
+
+    @task
+    def apply_verdict(result: dict[str, Any]) -> str:
+        from monitoring import canary
+
+        state = canary.conclude(get_settings(), result["deployment_id"], canary.Verdict.from_dict(result),
+                                changed_by=CHANGED_BY)
+        print(f"deployment {result['deployment_id']}: {state}: {result['reason']}")
+        return state
+
+    apply_verdict(wait_for_verdict(start_deployment()))
+
+
+canary_promotion()

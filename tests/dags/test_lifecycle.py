@@ -1,0 +1,208 @@
+"""`dag.test()` runs of the model-lifecycle DAGs against the embedded PostgreSQL with a tiny model.
+
+retrain_classifier registers a better candidate and updates the candidate Asset; a failed quality gate
+blocks it with the reason; canary_promotion promotes a better canary and rolls back a worse one (the
+champion unchanged); rollback_model restores the previous champion; data_quality fails on bad labels.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitoring import canary
+from tests.lifecycle import MODEL, beatable_champion, seed_arms, seed_decisions, settings_for
+from tests.monitoring.conftest import fresh_db
+from triage import db
+from triage.assets import CANDIDATE_ASSET_URI
+
+pytestmark = pytest.mark.integration
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def _candidate_events() -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.extra, AssetEvent.source_run_id)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.uri == CANDIDATE_ASSET_URI)
+        ).all()
+    return [{"extra": r[0], "run_id": r[1]} for r in rows]
+
+
+def _statuses(url: str) -> dict[int, str]:
+    with db.connect(url) as conn:
+        return {r["version"]: r["status"] for r in conn.execute("SELECT version, status FROM triage.model_versions")}
+
+
+@pytest.fixture(scope="module")
+def weak_champion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return beatable_champion(tmp_path_factory)
+
+
+def _register_champion(url: str, model_dir: Path, tmp_path: Path):
+    from ml import registry
+
+    settings = settings_for(url, tmp_path / "state")
+    return registry.register(url, model_dir, name=MODEL, status="champion", changed_by="test", reason="seed",
+                             models_dir=settings.models_dir)
+
+
+@pytest.mark.slow
+def test_retrain_registers_a_better_candidate_and_updates_the_asset(
+        dagbag, pg_server, triage_db_env, weak_champion: Path, tmp_path: Path) -> None:
+    url = fresh_db(pg_server, "dag_retrain")
+    champ = _register_champion(url, weak_champion, tmp_path)
+    start = champ.created_at + timedelta(minutes=1)
+    seed_decisions(url, start, start + timedelta(hours=10), 300, seed=11, accuracy=0.5)
+    until = (start + timedelta(hours=12)).replace(microsecond=0)
+    state = triage_db_env(url, TRIAGE_RETRAIN_MIN_NEW_LABELS="100", TRIAGE_RETRAIN_EPOCHS="2")
+    before = len(_candidate_events())
+
+    run = dagbag.dags["retrain_classifier"].test(logical_date=until)
+    assert str(run.state) == "success", _states(run)
+    assert set(_states(run).values()) == {"success"} and len(_states(run)) == 5
+    assert _statuses(url) == {1: "champion", 2: "candidate"}
+    with db.connect(url) as conn:
+        mv = conn.execute("SELECT metrics, reason, changed_by FROM triage.model_versions WHERE version = 2").fetchone()
+        gate = conn.execute("SELECT success FROM triage.quality_results").fetchall()
+    retrained = mv["metrics"]["retrain"]
+    assert retrained["labels_until"] == until.isoformat() and retrained["counts"]["new_labels"] == 300
+    assert retrained["scores"]["recent"]["gain"] >= 0.01 and mv["reason"].startswith("candidate beats the champion")
+    assert mv["changed_by"] == "airflow:retrain_classifier"
+    assert gate and all(r["success"] for r in gate)
+    events = _candidate_events()
+    assert len(events) == before + 1 and events[-1]["run_id"] == run.run_id
+    assert events[-1]["extra"]["version"] == 2 and events[-1]["extra"]["champion_version"] == 1
+    work = state / "retrain"
+    assert [p.name for p in work.iterdir()] and list(work.glob("*/comparison.json"))
+
+
+def test_quality_failure_blocks_retraining_and_too_few_labels_skip(
+        dagbag, pg_server, triage_db_env, weak_champion: Path, tmp_path: Path, capsys) -> None:
+    url = fresh_db(pg_server, "dag_retrain_blocked")
+    champ = _register_champion(url, weak_champion, tmp_path)
+    start = champ.created_at + timedelta(minutes=1)
+    seed_decisions(url, start, start + timedelta(hours=2), 40, seed=12)
+    triage_db_env(url, TRIAGE_RETRAIN_MIN_NEW_LABELS="100")
+    dag = dagbag.dags["retrain_classifier"]
+
+    few = dag.test(logical_date=(start + timedelta(hours=3)).replace(microsecond=0))
+    assert _states(few)["quality_gate"] == "success"
+    assert _states(few)["build_training_set"] == "skipped"
+    assert {_states(few)[t] for t in ("fine_tune", "evaluate", "register_candidate")} == {"skipped"}
+
+    with db.connect(url) as conn:
+        conn.execute("INSERT INTO triage.feedback (event_id, ticket_id, kind, intent, urgency, created_at) "
+                     "VALUES ('F-bad', 'T-12-3', 'correct', 'not_an_intent', 'normal', %s)",
+                     (start + timedelta(hours=2, minutes=30),))
+    capsys.readouterr()
+    blocked = dag.test(logical_date=(start + timedelta(hours=4)).replace(microsecond=0))
+    assert str(blocked.state) == "failed"
+    assert _states(blocked)["quality_gate"] == "failed"
+    assert _states(blocked)["build_training_set"] == "upstream_failed"
+    out = capsys.readouterr()
+    assert "retraining blocked: critical data quality failure" in out.out + out.err
+    with db.connect(url) as conn:
+        row = conn.execute("SELECT critical_failures FROM triage.quality_results WHERE suite = 'labels' "
+                           "AND NOT success").fetchone()
+    assert any("expect_column_values_to_be_in_set on labels.intent" in f and "F-bad" in f
+               for f in row["critical_failures"])
+    assert _statuses(url) == {1: "champion"}
+
+
+def _fake_models(url: str) -> None:
+    with db.connect(url) as conn:
+        for version, status in ((1, "champion"), (2, "candidate")):
+            conn.execute(
+                "INSERT INTO triage.model_versions (name, version, status, heads, base_model, data_fingerprint, "
+                "artifact_path, artifact_sha256) VALUES (%s, %s, %s, '{}', 'tiny', 'fp', %s, %s)",
+                (MODEL, version, status, f"/models/{version}", "0" * 64))
+
+
+@pytest.mark.parametrize(("accuracy", "outcome", "statuses"), [
+    (0.92, "promoted", {1: "retired", 2: "champion"}),
+    (0.45, "rolled_back", {1: "champion", 2: "rejected"}),
+])
+def test_canary_promotion_promotes_a_better_and_rolls_back_a_worse_candidate(
+        dagbag, pg_server, triage_db_env, tmp_path: Path, accuracy: float, outcome: str,
+        statuses: dict[int, str]) -> None:
+    url = fresh_db(pg_server, "dag_canary")
+    _fake_models(url)
+    triage_db_env(url, TRIAGE_CANARY_MIN_FEEDBACK="150")
+    # The canary has been live for 3 hours; its window holds the labelled decisions of both arms.
+    settings = settings_for(url, tmp_path / "state", canary_min_feedback="150")
+    canary.start(settings, 2, changed_by="test")
+    with db.connect(url) as conn:
+        started = conn.execute("UPDATE triage.deployments SET started_at = now() - interval '3 hours' "
+                               "RETURNING started_at").fetchone()["started_at"]
+    seed_arms(url, started, datetime.now(UTC) - timedelta(minutes=5), 200, champion=(1, 0.7),
+              challenger=(2, accuracy), seed=13)
+
+    run = dagbag.dags["canary_promotion"].test(run_conf={"version": 2})
+    assert str(run.state) == "success", _states(run)
+    assert _states(run) == {"start_deployment": "success", "wait_for_verdict": "success",
+                            "apply_verdict": "success"}
+    assert _statuses(url) == statuses
+    with db.connect(url) as conn:
+        dep = conn.execute("SELECT status, reason, percent FROM triage.deployments").fetchall()
+        ev = conn.execute("SELECT changed_by, details FROM triage.model_events WHERE version = 2 "
+                          "AND details ? 'step' ORDER BY id").fetchall()
+    assert [d["status"] for d in dep] == [outcome]
+    assert ev[-1]["changed_by"] == "airflow:canary_promotion"
+    assert ev[-1]["details"]["step"] == ("promote" if outcome == "promoted" else "rollback")
+    assert ev[-1]["details"]["challenger"]["judged"] == 200
+    assert ev[-1]["details"]["tests"]["agreement"]["p_greater" if outcome == "promoted" else "p_less"] < 0.05
+
+
+def test_rollback_model_restores_the_previous_champion_from_params(dagbag, pg_server, triage_db_env) -> None:
+    from ml import registry
+
+    url = fresh_db(pg_server, "dag_rollback")
+    _fake_models(url)
+    registry.promote(url, MODEL, 2, changed_by="test", reason="canary won")
+    triage_db_env(url)
+    dag = dagbag.dags["rollback_model"]
+
+    no_reason = dag.test(run_conf={"model": MODEL})
+    assert _states(no_reason) == {"rollback": "failed"}
+    assert _statuses(url) == {1: "retired", 2: "champion"}
+
+    unknown = dag.test(run_conf={"model": MODEL, "reason": "complaints about v2 routing"})
+    assert _states(unknown) == {"rollback": "failed"}  # v1 never became champion through the registry
+
+    run = dag.test(run_conf={"model": MODEL, "version": 1, "reason": "complaints about v2 routing"})
+    assert _states(run) == {"rollback": "success"}
+    assert _statuses(url) == {1: "champion", 2: "retired"}
+    last = registry.events(url, MODEL)[-1]
+    assert (last["version"], last["to_status"]) == (1, "champion")
+    assert last["changed_by"].startswith("airflow:rollback_model:") and "complaints about v2" in last["reason"]
+
+
+def test_data_quality_fails_on_a_window_with_bad_labels(dagbag, pg_server, triage_db_env) -> None:
+    url = fresh_db(pg_server, "dag_quality")
+    t = datetime(2026, 5, 2, 2, 0, tzinfo=UTC)  # a boundary of the daily 02:00 schedule
+    seed_decisions(url, t - timedelta(days=1), t, 60, seed=14)
+    seed_decisions(url, t, t + timedelta(days=1), 60, seed=15, prefix="B")
+    with db.connect(url) as conn:
+        conn.execute("UPDATE triage.feedback SET urgency = 'whenever' WHERE ticket_id = 'B-15-7'")
+    triage_db_env(url)
+    dag = dagbag.dags["data_quality"]
+    good = dag.test(logical_date=t)
+    assert good.data_interval_end == t and _states(good) == {"validate": "success"}
+    bad = dag.test(logical_date=t + timedelta(days=1))
+    assert _states(bad) == {"validate": "failed"}
+    with db.connect(url) as conn:
+        rows = conn.execute("SELECT run_key, success, critical_failures FROM triage.quality_results "
+                            "WHERE suite = 'labels' ORDER BY run_key").fetchall()
+    assert [r["success"] for r in rows] == [True, False]
+    assert "labels.urgency" in rows[1]["critical_failures"][0] and "F-B-15-7" in rows[1]["critical_failures"][0]
