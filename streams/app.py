@@ -26,6 +26,7 @@ from streams.metrics import CONTENT_TYPE, Metrics
 from streams.models import ModelManager, default_loader
 from streams.pipeline import Pipeline, Publisher, RawMessage
 from streams.policy import PolicyWatcher
+from streams.transport import TriageApp
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ, TOPIC_FEEDBACK, TOPIC_RAW, WORKER_GROUP
 from triage.settings import Settings
 
@@ -34,7 +35,7 @@ MODEL_POLL_SECONDS = 3.0
 POLICY_POLL_SECONDS = 1.0
 LAG_POLL_SECONDS = 5.0
 # On SIGTERM the batch in hand gets this long to be stored; if it cannot be (a dependency is down),
-# the process exits without committing it, so it is replayed by whichever worker takes the partition.
+# it stays unacked and is replayed by whichever worker takes the partition next.
 SHUTDOWN_GRACE_SECONDS = 15.0
 EXIT_UNFINISHED = 75
 REBALANCE_TIMEOUT_SECONDS = 6.0
@@ -116,35 +117,84 @@ def _raw(events: Sequence[faust.EventT]) -> list[RawMessage]:
     return out
 
 
-async def run_batch(fn: Callable[[list[RawMessage]], Awaitable[Any]], msgs: list[RawMessage],
-                    on_failure: Callable[[list[RawMessage], str], Awaitable[None]]) -> None:
-    """Run one batch to completion even if the agent is cancelled (SIGTERM): faust acks the batch's
-    offsets when the agent moves on, so the batch must be finished, or the process must exit unacked."""
+class BatchRunner:
+    """Runs micro-batches of one agent as a two-stage pipeline and acks each batch only once it is stored.
 
-    async def guarded() -> None:
-        try:
-            await fn(msgs)
-        except Exception as exc:  # noqa: BLE001 - not an outage (those retry inside); keep the messages
-            log.exception("batch failed; keeping its messages as dead letters")
-            try:
-                await on_failure(msgs, f"internal error: {type(exc).__name__}: {exc}")
-            except Exception:  # noqa: BLE001
-                log.critical("could not dead-letter a failed batch; exiting unacked so it is replayed",
-                             exc_info=True)
-                os._exit(EXIT_UNFINISHED)
+    While batch N is being written and published (`back`: Postgres and broker I/O), batch N+1 is
+    decoded and classified (`front`: CPU, in a thread). Offsets are acked by hand (`noack_take`), in
+    batch order, after `back` returned, so a crash or a stop at any point replays what was not stored.
+    A batch that fails for a reason other than an outage (outages are retried inside) is kept as
+    dead letters; if even that fails the process exits unacked so the batch is replayed.
+    """
 
-    task = asyncio.ensure_future(guarded())
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
+    def __init__(self, stream: faust.StreamT[Any], front: Callable[[list[RawMessage]], Awaitable[Any]],
+                 back: Callable[[Any], Awaitable[Any]], dead_letter_all: Callable[[list[RawMessage], str],
+                                                                             Awaitable[None]],
+                 inflight: set[str] | None = None, ids: Callable[[Any], set[str]] | None = None) -> None:
+        self.stream = stream
+        self.front = front
+        self.back = back
+        self.dead_letter_all = dead_letter_all
+        self.inflight = inflight if inflight is not None else set()
+        self.ids = ids or (lambda _w: set())
+        self.pending: asyncio.Task[None] | None = None
+
+    async def _fail(self, msgs: list[RawMessage], exc: BaseException) -> None:
+        log.exception("batch failed; keeping its messages as dead letters", exc_info=exc)
         try:
-            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_SECONDS)
-        except (TimeoutError, asyncio.CancelledError):
-            log.critical("stopping: the batch in hand could not be stored within %.0fs; exiting without "
-                         "committing it so it is replayed", SHUTDOWN_GRACE_SECONDS)
+            await self.dead_letter_all(msgs, f"internal error: {type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001
+            log.critical("could not dead-letter a failed batch; exiting unacked so it is replayed", exc_info=True)
             logging.shutdown()
             os._exit(EXIT_UNFINISHED)
-        raise
+
+    async def _finish(self, work: Any, msgs: list[RawMessage], events: Sequence[faust.EventT]) -> None:
+        try:
+            if work is not None:
+                await self.back(work)
+        except Exception as exc:  # noqa: BLE001 - not an outage: those are retried inside `back`
+            await self._fail(msgs, exc)
+        finally:
+            self.inflight.clear()
+        for event in events:
+            await self.stream.ack(event)
+
+    async def submit(self, events: Sequence[faust.EventT]) -> None:
+        msgs = _raw(events)
+        work: Any = None
+        try:
+            work = await self.front(msgs)
+        except Exception as exc:  # noqa: BLE001
+            if self.pending is not None:
+                await asyncio.shield(self.pending)
+            await self._fail(msgs, exc)
+        if self.pending is not None:
+            await asyncio.shield(self.pending)
+        self.inflight.update(self.ids(work) if work is not None else set())
+        self.pending = asyncio.ensure_future(self._finish(work, msgs, events))
+
+    async def drain(self) -> None:
+        """On stop: let the batch in hand be stored and acked (bounded); unstored batches are replayed."""
+        if self.pending is None or self.pending.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.pending), SHUTDOWN_GRACE_SECONDS)
+        except (TimeoutError, asyncio.CancelledError):
+            log.error("stopping: the batch in hand was not stored within %.0fs; it stays unacked and is "
+                      "replayed", SHUTDOWN_GRACE_SECONDS)
+
+    async def run(self, batch: int, within: float) -> None:
+        try:
+            async for events in self.stream.noack_take(batch, within=within):
+                await self.submit(events)
+            await self.drain()
+        except asyncio.CancelledError:
+            await self.drain()
+            raise
+
+
+async def _identity(msgs: list[RawMessage]) -> list[RawMessage]:
+    return msgs
 
 
 def create_app(settings: Settings, *, models: ModelManager | None = None, policy: PolicyWatcher | None = None,
@@ -166,7 +216,7 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     policy = policy or PolicyWatcher(Path(settings.policy_path))
     datadir = settings.state_dir / "faust" / f"worker-{settings.worker_port}"
 
-    app = faust.App(
+    app = TriageApp(
         WORKER_GROUP,
         broker=broker or broker_urls(settings.bootstrap_servers),
         store="memory://",
@@ -201,13 +251,12 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
 
     @app.agent(raw_topic, name="triage.tickets")
     async def tickets(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(batch, within=within):
-            await run_batch(pipeline.process_tickets, _raw(events), pipeline.dead_letter_all)
+        await BatchRunner(stream, pipeline.front, pipeline.back, pipeline.dead_letter_all,
+                          inflight=pipeline.inflight, ids=pipeline.ticket_ids).run(batch, within)
 
     @app.agent(feedback_topic, name="triage.feedback")
     async def feedback(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(batch, within=within):
-            await run_batch(pipeline.process_feedback, _raw(events), pipeline.dead_letter_all)
+        await BatchRunner(stream, _identity, pipeline.process_feedback, pipeline.dead_letter_all).run(batch, within)
 
     @app.timer(POLICY_POLL_SECONDS)
     async def reload_policy() -> None:

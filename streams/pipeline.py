@@ -24,7 +24,7 @@ from streams.ingest import Source, dead_letter, decode_feedback, decode_ticket, 
 from streams.metrics import Metrics
 from streams.models import ModelManager
 from streams.policy import PolicyWatcher
-from streams.prepare import prepare
+from streams.prepare import Prepared, prepare
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ
 from triage.schemas import DeadLetter, Decision, Feedback, Ticket
 
@@ -49,6 +49,18 @@ class BatchReport:
     dead: list[DeadLetter] = field(default_factory=list)
 
 
+@dataclass
+class BatchWork:
+    """A batch between `front` (decided, nothing written) and `back` (stored and published)."""
+
+    size: int
+    started: float
+    report: BatchReport = field(default_factory=BatchReport)
+    items: list[Prepared] = field(default_factory=list)
+    republish: list[Decision] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -65,6 +77,8 @@ class Pipeline:
         self.max_body_chars = max_body_chars
         self.model_name = model_name
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
+        # Ticket ids of the batch being stored right now (decided, not yet committed).
+        self.inflight: set[str] = set()
 
     def _stage(self, name: str, ms: float) -> None:
         self.metrics.stage_seconds.labels(name).observe(ms / 1000.0)
@@ -78,71 +92,86 @@ class Pipeline:
 
     async def process_tickets(self, batch: Sequence[RawMessage]) -> BatchReport:
         """Decide every valid, new ticket of the batch; dead-letter the rest. Retries until stored."""
-        report = BatchReport()
-        t0 = time.perf_counter()
-        tickets: list[tuple[Ticket, RawMessage]] = []
+        return await self.back(await self.front(batch))
+
+    async def front(self, batch: Sequence[RawMessage]) -> BatchWork:
+        """Everything before the first write: decode, duplicates, prepare, classify, decide.
+
+        Runs while the previous batch is still being stored (see `streams.app.BatchRunner`); tickets of
+        that batch count as duplicates here, since their decision is being written.
+        """
+        work = BatchWork(size=len(batch), started=time.perf_counter())
+        report = work.report
+        t0 = work.started
+        tickets: list[Ticket] = []
         for msg in batch:
             result = decode_ticket(msg.value, msg.src, max_body_chars=self.max_body_chars)
             if isinstance(result, DeadLetter):
                 report.dead.append(result)
             else:
-                tickets.append((result, msg))
-        decode_ms = _ms(t0)
+                tickets.append(result)
+        work.stages["decode"] = _ms(t0)
 
         t1 = time.perf_counter()
         seen: set[str] = set()
         fresh: list[Ticket] = []
-        for ticket, _msg in tickets:
-            if ticket.ticket_id in seen:
+        for ticket in tickets:
+            if ticket.ticket_id in seen or ticket.ticket_id in self.inflight:
                 report.duplicates += 1
                 continue
             seen.add(ticket.ticket_id)
             fresh.append(ticket)
         stored = await self.sink.existing([t.ticket_id for t in fresh])
         report.duplicates += len(stored)
+        work.republish = list(stored.values())
         fresh = [t for t in fresh if t.ticket_id not in stored]
-        dedupe_ms = _ms(t1)
+        work.stages["dedupe"] = _ms(t1)
 
         t2 = time.perf_counter()
-        items = [prepare(t) for t in fresh]
-        prepare_ms = _ms(t2)
+        work.items = [prepare(t) for t in fresh]
+        work.stages["prepare"] = _ms(t2)
 
         t3 = time.perf_counter()
         models = self.models.current
         loop = asyncio.get_running_loop()
-        results: list[Classified] = await loop.run_in_executor(self.executor, classify, models, items) \
-            if items else []
-        classify_ms = _ms(t3)
+        results: list[Classified] = await loop.run_in_executor(self.executor, classify, models, work.items) \
+            if work.items else []
+        work.stages["classify"] = _ms(t3)
 
         t4 = time.perf_counter()
         policy = self.policy.current
         n = max(1, len(batch))
-        timings = {"decode": decode_ms / n, "dedupe": dedupe_ms / n, "prepare": prepare_ms / n,
-                   "classify": classify_ms}
+        timings = {"decode": work.stages["decode"] / n, "dedupe": work.stages["dedupe"] / n,
+                   "prepare": work.stages["prepare"] / n, "classify": work.stages["classify"]}
         report.decided = [build_decision(item, res, models, policy, self.model_name, timings)
-                          for item, res in zip(items, results, strict=True)]
-        decide_ms = _ms(t4)
+                          for item, res in zip(work.items, results, strict=True)]
+        work.stages["decide"] = _ms(t4)
+        return work
 
+    def ticket_ids(self, work: BatchWork) -> set[str]:
+        return {d.ticket_id for d in work.report.decided}
+
+    async def back(self, work: BatchWork) -> BatchReport:
+        """Store the batch in one transaction, then publish its decisions and dead letters."""
+        report = work.report
         t5 = time.perf_counter()
-        await self.sink.write_batch([p.row() for p in items], report.decided, report.dead)
-        audit_ms = _ms(t5)
+        await self.sink.write_batch([p.row() for p in work.items], report.decided, report.dead)
+        work.stages["audit"] = _ms(t5)
 
         t6 = time.perf_counter()
-        republish = [stored[t.ticket_id] for t, _ in tickets if t.ticket_id in stored]
-        out = [*report.decided, *republish]
+        out = [*report.decided, *work.republish]
         if out:
             await self.publisher.publish(TOPIC_DECISIONS, [(d.ticket_id.encode(), d.model_dump_json().encode())
                                                            for d in out])
         await self._publish_dead(report.dead)
-        publish_ms = _ms(t6)
+        work.stages["publish"] = _ms(t6)
+        work.stages["batch"] = _ms(work.started)
 
         now = time.time()
         m = self.metrics
-        for name, ms in (("decode", decode_ms), ("dedupe", dedupe_ms), ("prepare", prepare_ms),
-                         ("classify", classify_ms), ("decide", decide_ms), ("audit", audit_ms),
-                         ("publish", publish_ms), ("batch", _ms(t0))):
+        for name, ms in work.stages.items():
             self._stage(name, ms)
-        m.batch_size.observe(len(batch))
+        m.batch_size.observe(work.size)
         m.messages.labels("tickets.raw", "decided").inc(len(report.decided))
         m.messages.labels("tickets.raw", "duplicate").inc(report.duplicates)
         m.messages.labels("tickets.raw", "dead_letter").inc(len(report.dead))
