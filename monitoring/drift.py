@@ -364,6 +364,8 @@ def run_drift_report(
     if reference_path is None:
         model_version, reference_path = champion_reference(url, model_name)
     reference = load_reference(reference_path)
+    if len(reference) > thresholds.max_rows:  # bounded run time; a fixed seed keeps re-runs identical
+        reference = reference.sample(n=thresholds.max_rows, random_state=0)
     n_current = count_window(url, model_name, model_version, window_start, window_end)
     result = DriftResult(model_name, model_version, window_start, window_end, n_current, STATUS_OK)
     if n_current < thresholds.min_rows:
