@@ -4,12 +4,13 @@
 It fails closed: the ticket text is masked again before anything leaves, and if masking raises, nothing
 is sent and the ticket goes to `human_queue`. Over budget or with the LLM breaker open, the cheap path
 serves (`TRIAGE_DRAFT_FALLBACK`: the intent's template reply, or `human_queue`), with the reason on the
-llm_calls row and on the action. No ticket waits longer than `TRIAGE_DRAFT_DEADLINE_S` for a model.
+decision, the llm_calls row and the action. No ticket waits longer than `TRIAGE_DRAFT_DEADLINE_S` for a model.
 
 llm_calls `status`: `ok` the model's draft was kept; `fallback` the template reply was used instead (the
 reason is in `error`); `error` the model call failed (template or human_queue followed); `skipped` no
-draft at all, the ticket went to human_queue. Each ticket gets one row (`call_id` = `<ticket>:<workflow>`),
-so a replayed decision is not drafted, paid for or enqueued twice.
+draft at all, the ticket went to human_queue. The decision's row gets the same status, the final route
+and the reason (`draft_status`, `draft_route`, `draft_reason`, migration 0002). Each ticket gets one
+llm_calls row (`call_id` = `<ticket>:<workflow>`), so a replay is not drafted, paid for or enqueued twice.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from streams.breaker import BreakerBoard
 from streams.guardrails import check_draft
 from streams.llm_client import LLMClient, LLMError, LLMUnavailable
 from streams.prompts import Prompt, load_prompt
-from triage.names import T_LLM_CALLS, qualified
+from triage.names import T_DECISIONS, T_LLM_CALLS, qualified
 from triage.pii import mask
 from triage.schemas import Decision
 from triage.settings import Settings
@@ -48,6 +49,9 @@ _INSERT_CALL = (
     "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
 )
 _SEEN = f"SELECT status FROM {qualified(T_LLM_CALLS)} WHERE call_id = %s"
+_ON_DECISION = (
+    f"UPDATE {qualified(T_DECISIONS)} SET draft_status = %s, draft_route = %s, draft_reason = %s WHERE ticket_id = %s"
+)
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,7 @@ class Drafter:
                 cur = await conn.execute(_INSERT_CALL, params)
                 if await cur.fetchone() is None:
                     return []  # another worker stored this ticket's draft first
+                await conn.execute(_ON_DECISION, (status, route, reason, decision.ticket_id))
                 return await enqueue_actions(conn, decision, draft, route=route,
                                              reason=reason if route != decision.route else None,
                                              webhook=self.settings.webhook_url is not None)

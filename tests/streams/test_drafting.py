@@ -77,6 +77,20 @@ def dispatch(settings: Settings) -> None:
     asyncio.run(go())
 
 
+def store_decisions(url: str, decisions: list[Any]) -> None:
+    """Decision rows as the worker's audit sink writes them."""
+    from streams.audit import AuditSink
+
+    async def go() -> None:
+        sink = AuditSink(url)
+        try:
+            await sink.write_batch([], decisions, [])
+        finally:
+            await sink.close()
+
+    asyncio.run(go())
+
+
 def calls(url: str) -> dict[str, dict[str, Any]]:
     with psycopg.connect(url) as conn:
         cur = conn.execute("SELECT * FROM triage.llm_calls")
@@ -191,8 +205,10 @@ def test_an_unexpected_drafting_error_sends_the_ticket_to_a_person(db_url: str,
 def test_over_budget_takes_the_configured_cheap_path(db_url: str, fallback: str) -> None:
     budget = '{"draft_reply": {"hour_tokens": 700, "hour_usd": 1, "day_tokens": 100000, "day_usd": 1}}'
     s = settings_for(db_url, TRIAGE_LLM_BUDGETS=budget, TRIAGE_DRAFT_FALLBACK=fallback)
+    decisions = [make_decision(f"O-{i}") for i in range(4)]
+    store_decisions(db_url, decisions)
     with FakeLLM(reply=GOOD) as fake:
-        outs = handle_all(drafter(s, fake), [make_decision(f"O-{i}") for i in range(4)])
+        outs = handle_all(drafter(s, fake), decisions)
         assert 1 <= len(fake.requests) < 4
     over = [o for o in outs if o.reason and "budget of workflow draft_reply exhausted" in o.reason]
     assert len(over) == 4 - len(fake.requests)
@@ -204,7 +220,13 @@ def test_over_budget_takes_the_configured_cheap_path(db_url: str, fallback: str)
             assert f"{o.ticket_id}:human:work_queue" in o.actions
     with psycopg.connect(db_url) as conn:
         hour = conn.execute("SELECT tokens_used, token_limit FROM triage.budgets WHERE period = 'hour'").fetchone()
+        on_decisions = conn.execute("SELECT ticket_id, draft_status, draft_route, draft_reason FROM triage.decisions "
+                                    "WHERE draft_reason LIKE '%%exhausted%%'").fetchall()
     assert hour is not None and hour[0] <= hour[1]
+    expected_status = "fallback" if fallback == "template" else "skipped"
+    expected_route = "draft_for_review" if fallback == "template" else "human_queue"
+    assert sorted(r[0] for r in on_decisions) == sorted(o.ticket_id for o in over), "the reason is on the decision"
+    assert {(r[1], r[2]) for r in on_decisions} == {(expected_status, expected_route)}
 
 
 def test_breaker_opens_then_template_then_half_open_probe_closes(db_url: str) -> None:
