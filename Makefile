@@ -61,6 +61,11 @@ lock:
 
 bench: bench-model bench-stream bench-pii
 
+# Stream worker: serving vs end-to-end throughput, latency at 25/50/90 % load, naive baseline, RSS
+# -> bench/results/stream.json (BENCH_STREAM_ARGS="--model DIR" to pick the model).
+bench-stream: install
+	$(STREAM)/python bench/bench_stream.py $(BENCH_STREAM_ARGS)
+
 # PII gate: recall/precision per type on >= 2,000 generated tickets -> bench/results/pii.json
 bench-pii: install
 	$(OPS)/python bench/bench_pii.py

@@ -1,0 +1,362 @@
+"""Stream benchmark: serving alone, the whole worker end to end, latency under load, a naive baseline.
+
+Starts its own embedded PostgreSQL and broker in a temporary folder, registers the model as champion,
+and measures, in one run on this machine:
+
+- isolated serving throughput: `ml.serving` int8 on prepared simulator texts, batches of TRIAGE_BATCH_SIZE;
+- sustained end-to-end throughput: a real `python -m streams worker` draining a backlog through the
+  broker and Postgres (decisions committed per second, from the stored `decided_at` of the rows);
+- produce-to-decision latency p50/p95/p99 at 25/50/90 % of that rate: a paced producer, and a consumer
+  of `triage.decisions` (published only after the row is committed), both on this process's clock;
+- a naive agent: one message at a time, fp32 ONNX (`model.onnx`), one transaction per row;
+- the worker's peak resident memory (VmHWM), the cores and library versions.
+
+    .venv-stream/bin/python bench/bench_stream.py [--model DIR] [--backlog N] [--phase-seconds S]
+
+Without --model it uses the newest model in the local store (`triage up`'s registry folder) when one
+exists, else builds the tiny test model with `ml.tiny`; the JSON says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from triage import db
+from triage.names import TOPIC_DECISIONS, TOPIC_RAW, TOPICS
+from triage.settings import PROJECT_ROOT, get_settings
+from triage.simulator import TicketGenerator
+from triage.stack.kafka import EmbeddedKafka, ensure_topics
+from triage.stack.postgres import EmbeddedPostgres
+from triage.stack.procs import free_port, spawn, stop_group
+
+ROOT = PROJECT_ROOT
+
+MODEL_NAME = "triage-classifier"
+TARGETS = {"e2e_vs_serving": 0.80, "e2e_vs_naive": 5.0, "p95_ms_at_half_rate": 100.0, "worker_rss_mib": 1024.0}
+
+
+def say(msg: str) -> None:
+    print(f"[bench-stream {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def pick_model(arg: str | None, work: Path) -> tuple[Path, str]:
+    if arg:
+        return Path(arg), "given with --model"
+    store = get_settings().models_dir / MODEL_NAME
+    versions = sorted((p for p in store.glob("*") if p.name.isdigit() and (p / "model.int8.onnx").is_file()),
+                      key=lambda p: int(p.name)) if store.is_dir() else []
+    if versions:
+        return versions[-1], "newest version in the local model store"
+    out = work / "tiny-model"
+    say("no trained model in the local store: building the tiny model with ml.tiny (ops environment)")
+    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "ml.tiny", str(out)], cwd=ROOT, check=True,
+                   capture_output=True)
+    return out, "tiny model built by ml.tiny (no trained MiniLM model found)"
+
+
+def describe_model(path: Path) -> dict[str, Any]:
+    cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+    heads = json.loads((path / "label_maps.json").read_text())
+    return {"path": str(path), "hidden_size": cfg.get("hidden_size"), "layers": cfg.get("num_hidden_layers"),
+            "heads": {h: len(m.get("id2label", m)) for h, m in heads.items()},
+            "int8_mb": round((path / "model.int8.onnx").stat().st_size / 2**20, 1),
+            "fp32_mb": round((path / "model.onnx").stat().st_size / 2**20, 1)}
+
+
+def prepared_texts(n: int, seed: int) -> list[str]:
+    from streams.prepare import prepare
+    from triage.schemas import Ticket
+
+    gen = TicketGenerator(seed=seed)
+    return [prepare(Ticket.model_validate(gen.generate().message)).text for _ in range(n)]
+
+
+def serving_throughput(model: Path, texts: list[str], batch: int, threads: int, seconds: float) -> float:
+    from ml.serving import Classifier
+
+    clf = Classifier.load(model, threads=threads, int8=True)
+    clf.predict(texts[:batch])
+    done, start, i = 0, time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        chunk = texts[i : i + batch] or texts[:batch]
+        i = (i + batch) % len(texts)
+        clf.predict(chunk)
+        done += len(chunk)
+    return done / (time.perf_counter() - start)
+
+
+def messages(n: int, seed: int) -> list[dict[str, Any]]:
+    gen = TicketGenerator(seed=seed)
+    return [gen.generate().message for _ in range(n)]
+
+
+async def produce_backlog(bootstrap: str, msgs: list[dict[str, Any]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futs = [await producer.send(TOPIC_RAW, json.dumps(m).encode(), key=m["ticket_id"].encode()) for m in msgs]
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+
+
+async def naive_agent(bootstrap: str, url: str, model: Path, threads: int, limit: int, seconds: float) -> float:
+    """The first version most people write: one message, fp32, one transaction per row. Messages/s."""
+    import psycopg
+    from aiokafka import AIOKafkaConsumer
+
+    from ml.serving import Classifier
+    from streams.audit import _DECISION_SQL, decision_params
+    from streams.decide import Classified, build_decision
+    from streams.ingest import Source, decode_ticket
+    from streams.models import LoadedModel, ModelSet
+    from streams.policy import load_policy
+    from streams.prepare import prepare
+    from triage.schemas import Prediction
+
+    clf = Classifier.load(model, threads=threads, int8=False)
+    models = ModelSet(champion=LoadedModel(MODEL_NAME, 1, clf))
+    policy = load_policy(ROOT / "streams" / "policy.yaml")
+    consumer = AIOKafkaConsumer(TOPIC_RAW, bootstrap_servers=bootstrap, group_id="bench-naive",
+                                auto_offset_reset="earliest", enable_auto_commit=True)
+    await consumer.start()
+    done, start = 0, None
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            async for msg in consumer:
+                if start is None:
+                    start = time.perf_counter()
+                ticket = decode_ticket(msg.value, Source(msg.topic, msg.partition, msg.offset), max_body_chars=20_000)
+                item = prepare(ticket)  # type: ignore[arg-type]
+                heads = clf.predict([item.text]).predictions[0]
+                res = Classified(Prediction(model_name=MODEL_NAME, model_version=1, heads=heads), None, 0.0, 0.0)
+                decision = build_decision(item, res, models, policy, MODEL_NAME, {})
+                with conn.transaction():
+                    conn.execute(_DECISION_SQL, decision_params(decision))
+                done += 1
+                if done >= limit or time.perf_counter() - start > seconds:
+                    break
+    finally:
+        await consumer.stop()
+    return done / (time.perf_counter() - (start or time.perf_counter()))
+
+
+def committed_rate(url: str, n: int) -> tuple[int, float]:
+    with db.connect(url) as conn:
+        row = conn.execute("SELECT count(*) AS n, extract(epoch FROM max(decided_at) - min(decided_at)) AS s "
+                           "FROM triage.decisions").fetchone()
+    assert row is not None
+    return int(row["n"]), float(row["s"] or 0.0)
+
+
+def wait_count(url: str, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if committed_rate(url, n)[0] >= n:
+            return
+        time.sleep(0.25)
+    raise RuntimeError(f"only {committed_rate(url, n)[0]} of {n} decisions after {timeout:.0f}s")
+
+
+async def latency_phase(bootstrap: str, rate: float, seconds: float, seed: int) -> dict[str, float]:
+    """Produce at `rate`/s for `seconds`; latency = decision seen on triage.decisions - produce time."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    msgs = messages(max(1, int(rate * seconds)), seed)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(TOPIC_DECISIONS, bootstrap_servers=bootstrap, group_id=f"bench-lat-{seed}",
+                                auto_offset_reset="latest", fetch_max_wait_ms=5)
+    await consumer.start()
+    await asyncio.sleep(0.5)
+    while not consumer.assignment():
+        await asyncio.sleep(0.1)
+    for tp in consumer.assignment():  # make "latest" concrete before producing
+        await consumer.position(tp)
+
+    async def consume() -> None:
+        async for m in consumer:
+            tid = json.loads(m.value)["ticket_id"]
+            if tid in sent and tid not in seen:
+                seen[tid] = time.time()
+                if len(seen) == len(msgs):
+                    return
+
+    reader = asyncio.create_task(consume())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    start = time.perf_counter()
+    try:
+        for i, m in enumerate(msgs):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = datetime.now(UTC)
+            m["received_at"] = now.isoformat()
+            sent[m["ticket_id"]] = now.timestamp()
+            await producer.send(TOPIC_RAW, json.dumps(m).encode(), key=m["ticket_id"].encode())
+        await producer.flush()
+        achieved = len(msgs) / (time.perf_counter() - start)
+        try:
+            await asyncio.wait_for(reader, timeout=60)
+        except TimeoutError:
+            reader.cancel()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    lat = sorted((seen[t] - sent[t]) * 1000.0 for t in seen)
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
+    return {"target_rate": round(rate, 1), "achieved_rate": round(achieved, 1), "tickets": len(msgs),
+            "decided": len(lat), "p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1),
+            "max_ms": round(lat[-1], 1) if lat else 0.0}
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("faust-streaming", "aiokafka", "onnxruntime", "tokenizers", "psycopg", "pydantic", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    return {"cores": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model folder (default: newest in the local store, else the tiny model)")
+    parser.add_argument("--backlog", type=int, default=4000, help="tickets drained for the sustained rate")
+    parser.add_argument("--phase-seconds", type=float, default=12.0, help="seconds per latency phase")
+    parser.add_argument("--naive-seconds", type=float, default=20.0, help="time cap of the naive baseline")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stream.json")
+    args = parser.parse_args()
+    settings = get_settings()
+    threads = settings.serving_threads
+    result: dict[str, Any] = {"created_at": datetime.now(UTC).isoformat(), "machine": machine(),
+                              "versions": versions(), "targets": TARGETS,
+                              "settings": {"batch_size": settings.batch_size,
+                                           "batch_within_ms": settings.batch_within_ms,
+                                           "serving_threads": threads, "partitions": settings.kafka_partitions}}
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
+        work = Path(tmp)
+        model, why = pick_model(args.model, work)
+        result["model"] = {**describe_model(model), "chosen": why, "worker_precision": "int8 (model.int8.onnx)",
+                           "naive_precision": "fp32 ONNX (model.onnx), onnxruntime, one text per call"}
+        say(f"model: {model} ({why})")
+        pg = EmbeddedPostgres(work / "pg", free_port(), work / "postgres.log")
+        pg_proc = pg.start()
+        broker = EmbeddedKafka(free_port(), work / "kafka.log")
+        kafka_proc = broker.start()
+        worker_proc: subprocess.Popen[bytes] | None = None
+        try:
+            ensure_topics(broker.bootstrap, TOPICS, settings.kafka_partitions)
+            for name in ("triage", "naive"):
+                db.ensure_database(pg.url(), name)
+                db.migrate(pg.url(name))
+            url, naive_url = pg.url("triage"), pg.url("naive")
+            from ml import registry
+
+            registry.register(url, model, name=MODEL_NAME, status="champion", changed_by="bench",
+                              reason="bench-stream", models_dir=work / "store")
+
+            texts = prepared_texts(512, seed=1)
+            say(f"isolated serving throughput (int8, batch {settings.batch_size}, {threads} threads)")
+            serving = serving_throughput(model, texts, settings.batch_size, threads, seconds=8.0)
+            result["serving_isolated_per_s"] = round(serving, 1)
+            say(f"  {serving:.0f} texts/s")
+
+            backlog = messages(args.backlog, seed=2)
+            asyncio.run(produce_backlog(broker.bootstrap, backlog))
+            say(f"naive baseline (fp32, one message, one transaction) for up to {args.naive_seconds:.0f}s")
+            naive = asyncio.run(naive_agent(broker.bootstrap, naive_url, model, threads, args.backlog,
+                                            args.naive_seconds))
+            result["naive_per_s"] = round(naive, 1)
+            say(f"  {naive:.1f} messages/s")
+
+            env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_") or k in (
+                "TRIAGE_BATCH_SIZE", "TRIAGE_BATCH_WITHIN_MS", "TRIAGE_SERVING_THREADS", "TRIAGE_KAFKA_PARTITIONS")}
+            port = free_port()
+            env.update({"DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                        "TRIAGE_STATE_DIR": str(work / "state"), "TRIAGE_WORKER_PORT": str(port)})
+            say(f"starting the worker; draining a backlog of {args.backlog}")
+            worker_proc = spawn([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
+                                work / "worker.log", env=env, cwd=ROOT)
+            wait_count(url, args.backlog, timeout=600)
+            n, span = committed_rate(url, args.backlog)
+            e2e = (n - 1) / span if span > 0 else 0.0
+            result["e2e_sustained_per_s"] = round(e2e, 1)
+            say(f"  {e2e:.0f} decisions/s committed ({n} in {span:.1f}s)")
+
+            phases = []
+            for share in (0.25, 0.50, 0.90):
+                say(f"latency at {share:.0%} of the sustained rate ({share * e2e:.0f}/s, {args.phase_seconds:.0f}s)")
+                phase = asyncio.run(latency_phase(broker.bootstrap, share * e2e, args.phase_seconds,
+                                                  seed=int(share * 100)))
+                phase["share"] = share
+                phases.append(phase)
+                say(f"  p50 {phase['p50_ms']} ms, p95 {phase['p95_ms']} ms, p99 {phase['p99_ms']} ms "
+                    f"({phase['decided']}/{phase['tickets']} decided)")
+            result["latency"] = phases
+            result["worker_peak_rss_mib"] = round(peak_rss_mib(worker_proc.pid), 1)
+        finally:
+            if worker_proc is not None:
+                stop_group(worker_proc.pid, signal.SIGTERM)
+                result["worker_exit_code"] = worker_proc.wait(timeout=10)
+                log_tail = (work / "worker.log").read_text(errors="replace").splitlines()[-5:]
+                result["worker_log_tail"] = log_tail
+            stop_group(kafka_proc.pid)
+            stop_group(pg_proc.pid, signal.SIGINT)
+    half = next((p for p in result.get("latency", []) if p["share"] == 0.5), None)
+    serving_v = result.get("serving_isolated_per_s") or 0.0
+    e2e_v = result.get("e2e_sustained_per_s") or 0.0
+    naive_v = result.get("naive_per_s") or 0.0
+    result["ratios"] = {"e2e_vs_serving": round(e2e_v / serving_v, 3) if serving_v else None,
+                        "e2e_vs_naive": round(e2e_v / naive_v, 2) if naive_v else None}
+    result["met"] = {
+        "e2e_vs_serving": bool(serving_v and e2e_v / serving_v >= TARGETS["e2e_vs_serving"]),
+        "e2e_vs_naive": bool(naive_v and e2e_v / naive_v >= TARGETS["e2e_vs_naive"]),
+        "p95_ms_at_half_rate": bool(half and half["p95_ms"] <= TARGETS["p95_ms_at_half_rate"]),
+        "worker_rss_mib": bool(result.get("worker_peak_rss_mib", 1e9) <= TARGETS["worker_rss_mib"]),
+    }
+    result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    say(f"wrote {args.out}: {json.dumps(result['ratios'])} met={json.dumps(result['met'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
