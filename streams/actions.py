@@ -35,8 +35,18 @@ from triage.schemas import Decision
 from triage.settings import get_settings
 
 log = logging.getLogger(__name__)
-__all__ = ["Adapter", "DeliveryError", "Dispatcher", "Draft", "WebhookAdapter", "WorkQueueAdapter",
-           "actions_for", "enqueue_actions", "enqueue_batch", "retry_parked"]
+__all__ = [
+    "Adapter",
+    "DeliveryError",
+    "Dispatcher",
+    "Draft",
+    "WebhookAdapter",
+    "WorkQueueAdapter",
+    "actions_for",
+    "enqueue_actions",
+    "enqueue_batch",
+    "retry_parked",
+]
 
 WEBHOOK, WORK_QUEUE = "webhook", "work_queue"
 # Answers that will never succeed however often they are retried (the action is parked at once).
@@ -114,8 +124,9 @@ def payload_text(decision: Decision) -> tuple[str, str | None]:
         return "", f"text withheld: PII masking failed ({type(exc).__name__})"
 
 
-def build_payload(decision: Decision, draft: Draft | None, route: str, reason: str, text: str,
-                  withheld: str | None) -> dict[str, Any]:
+def build_payload(
+    decision: Decision, draft: Draft | None, route: str, reason: str, text: str, withheld: str | None
+) -> dict[str, Any]:
     intent, urgency = decision.intent, decision.urgency
     return {
         "ticket_id": decision.ticket_id,
@@ -131,17 +142,29 @@ def build_payload(decision: Decision, draft: Draft | None, route: str, reason: s
         "model": f"{decision.model_name}:{decision.model_version}",
         "masked_text": text,
         "text_withheld": withheld,
-        "draft": None if draft is None else {
-            "text": draft.text, "source": draft.source, "prompt_id": draft.prompt_id,
-            "prompt_version": draft.prompt_version, "llm_call_id": draft.call_id, "fallback_reason": draft.reason,
+        "draft": None
+        if draft is None
+        else {
+            "text": draft.text,
+            "source": draft.source,
+            "prompt_id": draft.prompt_id,
+            "prompt_version": draft.prompt_version,
+            "llm_call_id": draft.call_id,
+            "fallback_reason": draft.reason,
         },
         "decided_at": decision.decided_at.isoformat(),
     }
 
 
-async def enqueue_actions(conn: psycopg.AsyncConnection[Any], decision: Decision, draft: Draft | None = None, *,
-                          route: str | None = None, reason: str | None = None,
-                          webhook: bool | None = None) -> list[str]:
+async def enqueue_actions(
+    conn: psycopg.AsyncConnection[Any],
+    decision: Decision,
+    draft: Draft | None = None,
+    *,
+    route: str | None = None,
+    reason: str | None = None,
+    webhook: bool | None = None,
+) -> list[str]:
     """Write the actions of `decision` into the outbox in the caller's transaction; return the new keys.
 
     `route` and `reason` override the decision's (the drafting agent sends a ticket to human_queue when
@@ -221,8 +244,9 @@ class WebhookAdapter:
             raise DeliveryError(f"transport error: {type(exc).__name__}: {exc}"[:300]) from None
         if 200 <= resp.status_code < 300:
             return
-        raise DeliveryError(f"HTTP {resp.status_code}: {resp.text[:200]}",
-                            permanent=resp.status_code in PERMANENT_STATUSES)
+        raise DeliveryError(
+            f"HTTP {resp.status_code}: {resp.text[:200]}", permanent=resp.status_code in PERMANENT_STATUSES
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -237,8 +261,9 @@ class WorkQueueAdapter:
     async def deliver(self, conn: psycopg.AsyncConnection[Any] | None, row: OutboxRow) -> None:
         if conn is None:
             raise DeliveryError("work-queue delivery needs the dispatcher's database connection")
-        await conn.execute(_QUEUE, (row.idempotency_key, row.ticket_id, row.payload.get("route") or row.kind,
-                                    Jsonb(row.payload)))
+        await conn.execute(
+            _QUEUE, (row.idempotency_key, row.ticket_id, row.payload.get("route") or row.kind, Jsonb(row.payload))
+        )
 
 
 def backoff_s(attempts: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -259,9 +284,19 @@ class DispatchStats:
 class Dispatcher:
     """Delivers due outbox rows; call `run_once()` on a timer. One connection, reopened after failures."""
 
-    def __init__(self, url: str, adapters: Sequence[Adapter], breakers: BreakerBoard, *, max_attempts: int = 8,
-                 backoff_base_s: float = 1.0, backoff_cap_s: float = 300.0, lease_s: float = 60.0,
-                 batch: int = 50, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        adapters: Sequence[Adapter],
+        breakers: BreakerBoard,
+        *,
+        max_attempts: int = 8,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 300.0,
+        lease_s: float = 60.0,
+        batch: int = 50,
+        concurrency: int = 8,
+    ) -> None:
         self.url = url
         self.adapters = {a.name: a for a in adapters}
         self.breakers = breakers
@@ -274,8 +309,9 @@ class Dispatcher:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=5,
-                                                               row_factory=dict_row)
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=5, row_factory=dict_row
+            )
         return self._conn
 
     async def close(self) -> None:
@@ -302,8 +338,13 @@ class Dispatcher:
     async def _handle(self, row: OutboxRow) -> None:
         adapter = self.adapters.get(row.adapter)
         if adapter is None:
-            await self._fail(row, DeliveryError(f"no adapter {row.adapter!r} configured in this worker "
-                                                "(set TRIAGE_WEBHOOK_URL for webhooks)", permanent=True))
+            await self._fail(
+                row,
+                DeliveryError(
+                    f"no adapter {row.adapter!r} configured in this worker (set TRIAGE_WEBHOOK_URL for webhooks)",
+                    permanent=True,
+                ),
+            )
             return
         breaker = self.breakers.get(f"adapter:{row.adapter}")
         if not breaker.allow():

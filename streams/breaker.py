@@ -37,8 +37,14 @@ class BreakerSnapshot:
 class CircuitBreaker:
     """Thread-safe; `failures` within `window_s` open it; after `open_s` one probe is let through."""
 
-    def __init__(self, name: str, failures: int = 5, window_s: float = 30.0, open_s: float = 15.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        failures: int = 5,
+        window_s: float = 30.0,
+        open_s: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if failures < 1 or window_s <= 0 or open_s <= 0:
             raise ValueError(f"breaker {name}: failures >= 1, window_s > 0 and open_s > 0 are required")
         self.name, self.threshold, self.window_s, self.open_s, self.clock = name, failures, window_s, open_s, clock
@@ -122,15 +128,17 @@ class CircuitBreaker:
             retry = None
             if state == "open" and self._opened_at is not None:
                 retry = max(0.0, self.open_s - (now - self._opened_at))
-            return BreakerSnapshot(self.name, state, recent, self._opened_at, retry, self._times_opened,
-                                   self._last_error)
+            return BreakerSnapshot(
+                self.name, state, recent, self._opened_at, retry, self._times_opened, self._last_error
+            )
 
 
 class BreakerBoard:
     """The breakers of one worker, by name, built with the same thresholds."""
 
-    def __init__(self, failures: int, window_s: float, open_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, failures: int, window_s: float, open_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.failures, self.window_s, self.open_s, self.clock = failures, window_s, open_s, clock
         self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()

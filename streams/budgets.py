@@ -98,15 +98,22 @@ def _params(workflow: str, windows: Windows, **extra: Any) -> dict[str, Any]:
     return {"w": workflow, "h": windows.hour, "d": windows.day, **extra}
 
 
-async def reserve(conn: psycopg.AsyncConnection[Any], workflow: str, limits: WorkflowBudget, tokens: int,
-                  cost_usd: Decimal, now: datetime | None = None) -> Reservation:
+async def reserve(
+    conn: psycopg.AsyncConnection[Any],
+    workflow: str,
+    limits: WorkflowBudget,
+    tokens: int,
+    cost_usd: Decimal,
+    now: datetime | None = None,
+) -> Reservation:
     """Spend `tokens` and `cost_usd` in the hour and day windows atomically, or raise BudgetExceeded."""
     if tokens < 0 or cost_usd < 0:
         raise ValueError("a reservation cannot be negative; use settle() to give back")
     windows = Windows.at(now)
     cost = usd(cost_usd)
-    ensure = _params(workflow, windows, ht=limits.hour_tokens, hc=usd(limits.hour_usd), dt=limits.day_tokens,
-                     dc=usd(limits.day_usd))
+    ensure = _params(
+        workflow, windows, ht=limits.hour_tokens, hc=usd(limits.hour_usd), dt=limits.day_tokens, dc=usd(limits.day_usd)
+    )
     for attempt in range(5):
         try:
             async with conn.transaction():
@@ -128,8 +135,9 @@ class _Refused(Exception):
     """Internal: roll back a half-granted reservation."""
 
 
-async def _explain(conn: psycopg.AsyncConnection[Any], workflow: str, windows: Windows, tokens: int,
-                   cost: Decimal) -> str:
+async def _explain(
+    conn: psycopg.AsyncConnection[Any], workflow: str, windows: Windows, tokens: int, cost: Decimal
+) -> str:
     parts = []
     async with conn.transaction():
         cur = await conn.execute(_USAGE, _params(workflow, windows))
@@ -141,8 +149,7 @@ async def _explain(conn: psycopg.AsyncConnection[Any], workflow: str, windows: W
     return f"budget of workflow {workflow} exhausted: " + ("; ".join(parts) or "limit reached")
 
 
-async def settle(conn: psycopg.AsyncConnection[Any], reservation: Reservation, tokens: int,
-                 cost_usd: Decimal) -> None:
+async def settle(conn: psycopg.AsyncConnection[Any], reservation: Reservation, tokens: int, cost_usd: Decimal) -> None:
     """Replace the reservation by the actual spend (gives back the unused part; a rare overrun of the
     estimate is recorded up to the limit, never past it)."""
     dt = tokens - reservation.tokens
@@ -153,12 +160,15 @@ async def settle(conn: psycopg.AsyncConnection[Any], reservation: Reservation, t
         await conn.execute(_SETTLE, _params(reservation.workflow, reservation.windows, t=dt, c=dc))
 
 
-async def usage(conn: psycopg.AsyncConnection[Any], workflow: str,
-                now: datetime | None = None) -> dict[str, dict[str, Any]]:
+async def usage(
+    conn: psycopg.AsyncConnection[Any], workflow: str, now: datetime | None = None
+) -> dict[str, dict[str, Any]]:
     """Current windows of a workflow: period -> used and limits (for status pages)."""
     windows = Windows.at(now)
     async with conn.transaction():
         cur = await conn.execute(_USAGE, _params(workflow, windows))
         rows = await cur.fetchall()
-    return {r[0]: {"tokens_used": r[1], "token_limit": r[2], "cost_used_usd": float(r[3]),
-                   "cost_limit_usd": float(r[4])} for r in rows}
+    return {
+        r[0]: {"tokens_used": r[1], "token_limit": r[2], "cost_used_usd": float(r[3]), "cost_limit_usd": float(r[4])}
+        for r in rows
+    }

@@ -41,9 +41,25 @@ from triage.settings import Settings
 log = logging.getLogger(__name__)
 WORKFLOW = "draft_reply"
 DRAFT_ROUTES = frozenset({"draft_for_review", "auto_resolve"})
-_CALL_COLS = ("call_id", "ticket_id", "workflow", "provider", "model", "prompt_id", "prompt_version", "temperature",
-              "tokens_in", "tokens_out", "cost_usd", "latency_ms", "finish_reason", "status", "error", "request",
-              "response")
+_CALL_COLS = (
+    "call_id",
+    "ticket_id",
+    "workflow",
+    "provider",
+    "model",
+    "prompt_id",
+    "prompt_version",
+    "temperature",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_ms",
+    "finish_reason",
+    "status",
+    "error",
+    "request",
+    "response",
+)
 _INSERT_CALL = (
     f"INSERT INTO {qualified(T_LLM_CALLS)} ({', '.join(_CALL_COLS)}) VALUES ({', '.join(['%s'] * len(_CALL_COLS))}) "
     "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
@@ -88,8 +104,14 @@ Publish = Callable[[Outcome], Awaitable[None]]
 class Drafter:
     """One per worker: shares the LLM client, breakers, a semaphore and one Postgres connection."""
 
-    def __init__(self, settings: Settings, db_url: str, llm: LLMClient | None, breakers: BreakerBoard,
-                 publish: Publish | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db_url: str,
+        llm: LLMClient | None,
+        breakers: BreakerBoard,
+        publish: Publish | None = None,
+    ) -> None:
         self.settings, self.db_url, self.llm, self.breakers = settings, db_url, llm, breakers
         self.publish = publish
         self.slots = asyncio.Semaphore(settings.llm_max_concurrency)
@@ -138,8 +160,16 @@ class Drafter:
             return await self._handle(decision, started)
         except Exception as exc:  # noqa: BLE001 - a drafting bug must not lose the ticket: a person takes it
             log.exception("drafting failed on ticket %s; sending it to human_queue", decision.ticket_id)
-            return await self._finish(decision, f"{decision.ticket_id}:{WORKFLOW}", load_prompt(None), _Call(),
-                                      "skipped", None, "human_queue", f"drafting failed ({type(exc).__name__})")
+            return await self._finish(
+                decision,
+                f"{decision.ticket_id}:{WORKFLOW}",
+                load_prompt(None),
+                _Call(),
+                "skipped",
+                None,
+                "human_queue",
+                f"drafting failed ({type(exc).__name__})",
+            )
         finally:
             self._active.discard(decision.ticket_id)
 
@@ -155,20 +185,38 @@ class Drafter:
         try:
             text = mask(decision.masked_text).text
         except Exception as exc:  # noqa: BLE001 - fail closed: nothing leaves, a person takes the ticket
-            log.error("PII masking failed on ticket %s (%s): sending it to human_queue", decision.ticket_id,
-                      type(exc).__name__)
-            return await self._finish(decision, call_id, prompt, call, "skipped", None, "human_queue",
-                                      f"PII masking failed ({type(exc).__name__}); nothing sent")
+            log.error(
+                "PII masking failed on ticket %s (%s): sending it to human_queue",
+                decision.ticket_id,
+                type(exc).__name__,
+            )
+            return await self._finish(
+                decision,
+                call_id,
+                prompt,
+                call,
+                "skipped",
+                None,
+                "human_queue",
+                f"PII masking failed ({type(exc).__name__}); nothing sent",
+            )
         status, draft_text, reason, route = await self._draft(decision, prompt, text, call, started)
         draft = None
         if draft_text is not None:
             source = "llm" if status == "ok" else "template"
-            draft = Draft(text=draft_text, source=source, prompt_id=prompt.id, prompt_version=prompt.version,
-                          call_id=call_id, reason=reason)
+            draft = Draft(
+                text=draft_text,
+                source=source,
+                prompt_id=prompt.id,
+                prompt_version=prompt.version,
+                call_id=call_id,
+                reason=reason,
+            )
         return await self._finish(decision, call_id, prompt, call, status, draft, route, reason)
 
-    async def _draft(self, decision: Decision, prompt: Prompt, text: str, call: _Call,
-                     started: float) -> tuple[str, str | None, str | None, str]:
+    async def _draft(
+        self, decision: Decision, prompt: Prompt, text: str, call: _Call, started: float
+    ) -> tuple[str, str | None, str | None, str]:
         """(status, draft text or None, reason, route) for a masked ticket."""
         s = self.settings
         route = decision.route
@@ -177,11 +225,17 @@ class Drafter:
         if self.llm is None:
             return "fallback", prompt.template_reply, "no LLM configured", route
         urgency = decision.urgency.label if decision.urgency else "unknown"
-        messages = prompt.messages(ticket=text, intent=prompt.intent if prompt.intent != "default" else "unknown",
-                                   urgency=urgency)
+        messages = prompt.messages(
+            ticket=text, intent=prompt.intent if prompt.intent != "default" else "unknown", urgency=urgency
+        )
         call.provider, call.model, call.temperature = self.llm.provider, self.llm.model, s.llm_temperature
-        call.request = {"model": self.llm.model, "messages": messages, "temperature": s.llm_temperature,
-                        "max_tokens": s.llm_max_tokens, "sent": False}
+        call.request = {
+            "model": self.llm.model,
+            "messages": messages,
+            "temperature": s.llm_temperature,
+            "max_tokens": s.llm_max_tokens,
+            "sent": False,
+        }
         if self.llm.breaker.state == "open":  # half-open: go on, the client sends the one probe
             return self._cheap_path(prompt, f"LLM breaker {self.llm.breaker.name} open", route)
         limits = s.llm_budgets.get(WORKFLOW)
@@ -190,8 +244,9 @@ class Drafter:
         est_in = budgets.estimate_tokens("".join(m["content"] for m in messages))
         try:
             est_cost = self.llm.estimate_cost(est_in, s.llm_max_tokens)
-            reservation = await self._with_db("budget", lambda c: budgets.reserve(
-                c, WORKFLOW, limits, est_in + s.llm_max_tokens, est_cost))
+            reservation = await self._with_db(
+                "budget", lambda c: budgets.reserve(c, WORKFLOW, limits, est_in + s.llm_max_tokens, est_cost)
+            )
         except (budgets.BudgetExceeded, budgets.UnpricedModel) as exc:
             return self._cheap_path(prompt, str(exc), route)
         remaining = s.draft_deadline_s - (time.monotonic() - started)
@@ -204,9 +259,14 @@ class Drafter:
         call.request["sent"] = True
         try:
             remaining = s.draft_deadline_s - (time.monotonic() - started)
-            completion = await self.llm.chat(messages, prompt_id=prompt.id, prompt_version=prompt.version,
-                                             temperature=s.llm_temperature, max_tokens=s.llm_max_tokens,
-                                             deadline_s=max(0.01, remaining))
+            completion = await self.llm.chat(
+                messages,
+                prompt_id=prompt.id,
+                prompt_version=prompt.version,
+                temperature=s.llm_temperature,
+                max_tokens=s.llm_max_tokens,
+                deadline_s=max(0.01, remaining),
+            )
         except LLMUnavailable as exc:
             await self._settle(reservation, 0, Decimal(0))
             return self._cheap_path(prompt, f"LLM unavailable: {exc.reason}", route)
@@ -225,8 +285,14 @@ class Drafter:
         call.tokens_in, call.tokens_out = completion.tokens_in, completion.tokens_out
         call.cost_usd, call.latency_ms = completion.cost_usd, completion.latency_ms
         call.finish_reason, call.response = completion.finish_reason, _masked(completion.text)
-        verdict = check_draft(completion.text, ticket=text, facts=prompt.facts, allow=s.allow_list,
-                              min_chars=s.draft_min_chars, max_chars=s.draft_max_chars)
+        verdict = check_draft(
+            completion.text,
+            ticket=text,
+            facts=prompt.facts,
+            allow=s.allow_list,
+            min_chars=s.draft_min_chars,
+            max_chars=s.draft_max_chars,
+        )
         if not verdict.ok:
             return "fallback", prompt.template_reply, f"guardrail: {verdict.reason}", route
         return "ok", completion.text.strip(), None, route
@@ -240,11 +306,36 @@ class Drafter:
             return "skipped", None, f"{reason}; sent to human_queue", "human_queue"
         return "fallback", prompt.template_reply, reason, route
 
-    async def _finish(self, decision: Decision, call_id: str, prompt: Prompt, call: _Call, status: str,
-                      draft: Draft | None, route: str, reason: str | None) -> Outcome:
-        params = (call_id, decision.ticket_id, WORKFLOW, call.provider, call.model, prompt.id, prompt.version,
-                  call.temperature, call.tokens_in, call.tokens_out, call.cost_usd, call.latency_ms,
-                  call.finish_reason, status, reason, Jsonb(call.request), call.response)
+    async def _finish(
+        self,
+        decision: Decision,
+        call_id: str,
+        prompt: Prompt,
+        call: _Call,
+        status: str,
+        draft: Draft | None,
+        route: str,
+        reason: str | None,
+    ) -> Outcome:
+        params = (
+            call_id,
+            decision.ticket_id,
+            WORKFLOW,
+            call.provider,
+            call.model,
+            prompt.id,
+            prompt.version,
+            call.temperature,
+            call.tokens_in,
+            call.tokens_out,
+            call.cost_usd,
+            call.latency_ms,
+            call.finish_reason,
+            status,
+            reason,
+            Jsonb(call.request),
+            call.response,
+        )
 
         async def op(conn: psycopg.AsyncConnection[Any]) -> list[str]:
             async with conn.transaction():
@@ -252,9 +343,14 @@ class Drafter:
                 if await cur.fetchone() is None:
                     return []  # another worker stored this ticket's draft first
                 await conn.execute(_ON_DECISION, (status, route, reason, decision.ticket_id))
-                return await enqueue_actions(conn, decision, draft, route=route,
-                                             reason=reason if route != decision.route else None,
-                                             webhook=self.settings.webhook_url is not None)
+                return await enqueue_actions(
+                    conn,
+                    decision,
+                    draft,
+                    route=route,
+                    reason=reason if route != decision.route else None,
+                    webhook=self.settings.webhook_url is not None,
+                )
 
         keys = await self._with_db("draft store", op)
         self.counts[status] += 1

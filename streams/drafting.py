@@ -45,11 +45,16 @@ class DraftingMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DraftingMetrics:
         return cls(
-            breaker_state=Gauge("triage_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
-                                ["name"], registry=registry),
+            breaker_state=Gauge(
+                "triage_breaker_state",
+                "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+                ["name"],
+                registry=registry,
+            ),
             drafts=Counter("triage_drafts", "Drafting outcomes by llm_calls status", ["status"], registry=registry),
-            actions=Counter("triage_actions", "Outbox deliveries by adapter and outcome", ["adapter", "outcome"],
-                            registry=registry),
+            actions=Counter(
+                "triage_actions", "Outbox deliveries by adapter and outcome", ["adapter", "outcome"], registry=registry
+            ),
             llm_tokens=Counter("triage_llm_tokens", "Tokens spent on drafts", ["direction"], registry=registry),
             llm_cost=Counter("triage_llm_cost_usd", "Money spent on drafts (USD)", registry=registry),
         )
@@ -67,10 +72,14 @@ class Drafting:
         adapters: list[Adapter] = [WorkQueueAdapter()]
         if settings.webhook_url:
             adapters.append(WebhookAdapter(settings.webhook_url, settings.webhook_timeout_s))
-        self.dispatcher = Dispatcher(settings.db_url(), adapters, self.breakers,
-                                     max_attempts=settings.action_max_attempts,
-                                     backoff_base_s=settings.action_backoff_s,
-                                     backoff_cap_s=settings.action_backoff_cap_s)
+        self.dispatcher = Dispatcher(
+            settings.db_url(),
+            adapters,
+            self.breakers,
+            max_attempts=settings.action_max_attempts,
+            backoff_base_s=settings.action_backoff_s,
+            backoff_cap_s=settings.action_backoff_cap_s,
+        )
         self.metrics = DraftingMetrics.create(registry or CollectorRegistry())
         self.dispatch_error: str | None = None
 
@@ -103,18 +112,24 @@ class Drafting:
         self.refresh_gauges()
         usage: dict[str, Any] = {}
         try:
-            usage = await self.drafter._with_db("budget usage", lambda c: budgets.usage(c, WORKFLOW))
-        except Exception as exc:  # noqa: BLE001 - a status page must answer
-            usage = {"error": str(exc)}
+            usage = await asyncio.wait_for(
+                self.drafter._with_db("budget usage", lambda c: budgets.usage(c, WORKFLOW)), timeout=2.0
+            )
+        except Exception as exc:  # noqa: BLE001 - a status page must answer, also while Postgres is down
+            usage = {"error": f"{type(exc).__name__}: {exc}"[:200]}
         return {
-            "llm": {"url": self.settings.llm_url, "model": self.settings.llm_model,
-                    "mode": "model" if self.llm else "template replies only (no LLM configured)"},
+            "llm": {
+                "url": self.settings.llm_url,
+                "model": self.settings.llm_model,
+                "mode": "model" if self.llm else "template replies only (no LLM configured)",
+            },
             "breakers": [asdict(s) for s in self.breakers.snapshots()],
             "budget": {WORKFLOW: usage},
             "drafts": dict(self.drafter.counts),
             "in_flight": self.drafter.in_flight,
-            "outbox": {k: dict(getattr(self.dispatcher.stats, k)) for k in ("delivered", "failed", "parked",
-                                                                             "deferred")},
+            "outbox": {
+                k: dict(getattr(self.dispatcher.stats, k)) for k in ("delivered", "failed", "parked", "deferred")
+            },
             "dispatch_error": self.dispatch_error,
             "fallback": self.settings.draft_fallback,
         }
@@ -134,12 +149,24 @@ def decode(value: bytes) -> Decision | None:
 
 def draft_message(outcome: Outcome) -> bytes:
     d = outcome.draft
-    return json.dumps({
-        "ticket_id": outcome.ticket_id, "route": outcome.route, "status": outcome.status, "reason": outcome.reason,
-        "draft": None if d is None else {"text": d.text, "source": d.source, "prompt_id": d.prompt_id,
-                                         "prompt_version": d.prompt_version, "llm_call_id": d.call_id},
-        "actions": list(outcome.actions),
-    }).encode()
+    return json.dumps(
+        {
+            "ticket_id": outcome.ticket_id,
+            "route": outcome.route,
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "draft": None
+            if d is None
+            else {
+                "text": d.text,
+                "source": d.source,
+                "prompt_id": d.prompt_id,
+                "prompt_version": d.prompt_version,
+                "llm_call_id": d.call_id,
+            },
+            "actions": list(outcome.actions),
+        }
+    ).encode()
 
 
 def register(app: faust.App, settings: Settings, registry: CollectorRegistry | None = None) -> Drafting:
@@ -183,10 +210,20 @@ def create_drafting_app(settings: Settings, web_port: int, broker: str | None = 
     registry = CollectorRegistry(auto_describe=True)
     brokers = [f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",") if h.strip()]
     app = faust.App(
-        DRAFTING_GROUP, broker=broker or brokers, store="memory://",
-        autodiscover=False, datadir=str(settings.state_dir / "faust" / f"drafting-{web_port}"), web_enabled=True,
-        web_bind="127.0.0.1", web_host="127.0.0.1", web_port=web_port, topic_partitions=settings.kafka_partitions,
-        consumer_auto_offset_reset="earliest", broker_commit_interval=1.0, producer_acks=-1, web_in_thread=False,
+        DRAFTING_GROUP,
+        broker=broker or brokers,
+        store="memory://",
+        autodiscover=False,
+        datadir=str(settings.state_dir / "faust" / f"drafting-{web_port}"),
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=web_port,
+        topic_partitions=settings.kafka_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        web_in_thread=False,
     )
     drafting = register(app, settings, registry)
 

@@ -98,8 +98,15 @@ def _alnum(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9@.]", "", s).lower()
 
 
-def check_draft(draft: str, *, ticket: str, facts: Iterable[str] = (), allow: Iterable[str] = (),
-                min_chars: int = 40, max_chars: int = 1200) -> Verdict:
+def check_draft(
+    draft: str,
+    *,
+    ticket: str,
+    facts: Iterable[str] = (),
+    allow: Iterable[str] = (),
+    min_chars: int = 40,
+    max_chars: int = 1200,
+) -> Verdict:
     """Keep `draft` only if everything it states about contacts and money comes from the allowed sources."""
     text = draft.strip()
     reasons: list[str] = []

@@ -78,9 +78,20 @@ def retry_after(response: httpx.Response) -> float | None:
 class LLMClient:
     """Async client for one backend (one base URL and model); share one per worker."""
 
-    def __init__(self, base_url: str, model: str, *, provider: str, prices: dict[str, ModelPrice],
-                 breaker: CircuitBreaker, api_key: str | None = None, timeout_s: float = 8.0, max_retries: int = 2,
-                 backoff_base_s: float = 0.25, backoff_cap_s: float = 4.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        provider: str,
+        prices: dict[str, ModelPrice],
+        breaker: CircuitBreaker,
+        api_key: str | None = None,
+        timeout_s: float = 8.0,
+        max_retries: int = 2,
+        backoff_base_s: float = 0.25,
+        backoff_cap_s: float = 4.0,
+    ) -> None:
         self.base_url, self.model, self.provider = base_url.rstrip("/"), model, provider
         self.prices, self.breaker = prices, breaker
         self.timeout_s, self.max_retries = timeout_s, max_retries
@@ -95,9 +106,16 @@ class LLMClient:
         if url is None:
             return None
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        return cls(url, settings.llm_model, provider=settings.llm_provider, prices=settings.llm_prices,
-                   breaker=breaker, api_key=key, timeout_s=settings.llm_timeout_s,
-                   max_retries=settings.llm_max_retries)
+        return cls(
+            url,
+            settings.llm_model,
+            provider=settings.llm_provider,
+            prices=settings.llm_prices,
+            breaker=breaker,
+            api_key=key,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -105,12 +123,25 @@ class LLMClient:
     def estimate_cost(self, tokens_in: int, tokens_out: int) -> Decimal:
         return price(self.prices, self.model, tokens_in, tokens_out)
 
-    async def chat(self, messages: Sequence[dict[str, str]], *, prompt_id: str, prompt_version: str,
-                   temperature: float, max_tokens: int, deadline_s: float | None = None) -> Completion:
+    async def chat(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        prompt_id: str,
+        prompt_version: str,
+        temperature: float,
+        max_tokens: int,
+        deadline_s: float | None = None,
+    ) -> Completion:
         """One chat completion with retries on 429/5xx, within `deadline_s` (default: the retries' worst case)."""
         self.estimate_cost(0, 0)  # refuse an unpriced model before anything is sent
-        body = {"model": self.model, "messages": list(messages), "temperature": temperature,
-                "max_tokens": max_tokens, "stream": False}
+        body = {
+            "model": self.model,
+            "messages": list(messages),
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "stream": False,
+        }
         started = time.monotonic()
         deadline = started + (deadline_s if deadline_s is not None else self.timeout_s * (self.max_retries + 1) + 5)
         attempt = 0
@@ -137,12 +168,17 @@ class LLMClient:
                 raise LLMError(reason, attempts=attempt, latency_ms=_ms(started)) from None
             if resp.status_code == 200:
                 try:
-                    completion = self._parse(resp.json(), prompt_id, prompt_version, temperature, messages, started,
-                                             attempt)
+                    completion = self._parse(
+                        resp.json(), prompt_id, prompt_version, temperature, messages, started, attempt
+                    )
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
                     self.breaker.failure("malformed response")
-                    raise LLMError(f"malformed response: {type(exc).__name__}", attempts=attempt,
-                                   latency_ms=_ms(started), status=200) from None
+                    raise LLMError(
+                        f"malformed response: {type(exc).__name__}",
+                        attempts=attempt,
+                        latency_ms=_ms(started),
+                        status=200,
+                    ) from None
                 self.breaker.success()
                 return completion
             reason = f"HTTP {resp.status_code}"
@@ -151,19 +187,35 @@ class LLMClient:
                 raise LLMError(reason, attempts=attempt, latency_ms=_ms(started), status=resp.status_code)
             self.breaker.failure(reason)
             if attempt > self.max_retries:
-                raise LLMError(f"{reason} after {attempt} attempts", attempts=attempt, latency_ms=_ms(started),
-                               status=resp.status_code)
+                raise LLMError(
+                    f"{reason} after {attempt} attempts",
+                    attempts=attempt,
+                    latency_ms=_ms(started),
+                    status=resp.status_code,
+                )
             delay = backoff_delay(attempt - 1, self.backoff_base_s, self.backoff_cap_s)
             hinted = retry_after(resp) if resp.status_code == 429 else None
             if hinted is not None:
                 delay = min(max(delay, hinted), self.backoff_cap_s)
             if time.monotonic() + delay >= deadline:
-                raise LLMError(f"{reason}; no time left to retry", attempts=attempt, latency_ms=_ms(started),
-                               status=resp.status_code)
+                raise LLMError(
+                    f"{reason}; no time left to retry",
+                    attempts=attempt,
+                    latency_ms=_ms(started),
+                    status=resp.status_code,
+                )
             await asyncio.sleep(delay)
 
-    def _parse(self, data: dict[str, Any], prompt_id: str, prompt_version: str, temperature: float,
-               messages: Sequence[dict[str, str]], started: float, attempts: int) -> Completion:
+    def _parse(
+        self,
+        data: dict[str, Any],
+        prompt_id: str,
+        prompt_version: str,
+        temperature: float,
+        messages: Sequence[dict[str, str]],
+        started: float,
+        attempts: int,
+    ) -> Completion:
         choice = data["choices"][0]
         text = choice["message"]["content"]
         if not isinstance(text, str):
@@ -173,10 +225,19 @@ class LLMClient:
         tokens_in = int(usage["prompt_tokens"]) if reported else sum(len(m["content"]) // 4 + 4 for m in messages)
         tokens_out = int(usage["completion_tokens"]) if reported else len(text) // 4 + 1
         return Completion(
-            text=text, provider=self.provider, model=self.model, prompt_id=prompt_id, prompt_version=prompt_version,
-            temperature=temperature, tokens_in=tokens_in, tokens_out=tokens_out,
-            cost_usd=self.estimate_cost(tokens_in, tokens_out), latency_ms=_ms(started),
-            finish_reason=choice.get("finish_reason"), attempts=attempts, usage_reported=reported,
+            text=text,
+            provider=self.provider,
+            model=self.model,
+            prompt_id=prompt_id,
+            prompt_version=prompt_version,
+            temperature=temperature,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=self.estimate_cost(tokens_in, tokens_out),
+            latency_ms=_ms(started),
+            finish_reason=choice.get("finish_reason"),
+            attempts=attempts,
+            usage_reported=reported,
             extra={"served_model": data.get("model")},
         )
 

@@ -63,9 +63,15 @@ def load_prompt(intent: str | None, directory: Path = PROMPTS_DIR) -> Prompt:
     facts = data.get("facts") or []
     if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
         raise PromptError(f"prompt file {path}: facts must be a list of sentences")
-    return Prompt(id=str(data["id"]), version=f"{data['version']}+base.{base['version']}",
-                  intent=str(data.get("intent") or DEFAULT), system=str(base["system"]), user=str(base["user"]),
-                  facts=tuple(facts), template_reply=" ".join(str(data["template_reply"]).split()))
+    return Prompt(
+        id=str(data["id"]),
+        version=f"{data['version']}+base.{base['version']}",
+        intent=str(data.get("intent") or DEFAULT),
+        system=str(base["system"]),
+        user=str(base["user"]),
+        facts=tuple(facts),
+        template_reply=" ".join(str(data["template_reply"]).split()),
+    )
 
 
 def template_reply(intent: str | None) -> tuple[Prompt, str]:

@@ -114,16 +114,25 @@ class FakeLLM(_Server):
         return self
 
     def answer(self, request: dict[str, Any], reply: str | None = None) -> dict[str, Any]:
-        text = reply or self.reply or (
-            "Thank you for getting in touch. We have looked into your request and a member of our team will "
-            "follow up with the next steps shortly."
+        text = (
+            reply
+            or self.reply
+            or (
+                "Thank you for getting in touch. We have looked into your request and a member of our team will "
+                "follow up with the next steps shortly."
+            )
         )
         prompt_chars = sum(len(m["content"]) for m in request["messages"])
         return {
-            "id": "cmpl-1", "object": "chat.completion", "model": self.model,
+            "id": "cmpl-1",
+            "object": "chat.completion",
+            "model": self.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(text) // 4,
-                      "total_tokens": prompt_chars // 4 + len(text) // 4},
+            "usage": {
+                "prompt_tokens": prompt_chars // 4,
+                "completion_tokens": len(text) // 4,
+                "total_tokens": prompt_chars // 4 + len(text) // 4,
+            },
         }
 
 
@@ -169,21 +178,35 @@ class WebhookSink(_Server):
             self.script.extend([f"status:{status}"] * n)
 
 
-def make_decision(ticket_id: str, route: str = "draft_for_review", text: str = "Where is my new card?",
-                  intent: str = "card_arrival", urgency: str = "normal", confidence: float = 0.8) -> Any:
+def make_decision(
+    ticket_id: str,
+    route: str = "draft_for_review",
+    text: str = "Where is my new card?",
+    intent: str = "card_arrival",
+    urgency: str = "normal",
+    confidence: float = 0.8,
+) -> Any:
     """A routed decision as the worker publishes it on triage.decisions."""
     from datetime import UTC, datetime
 
     from triage.schemas import Decision, HeadPrediction, LabelScore, Prediction
 
     heads = {
-        "intent": HeadPrediction(label=intent, confidence=confidence,
-                                 top_k=[LabelScore(label=intent, score=confidence)]),
+        "intent": HeadPrediction(
+            label=intent, confidence=confidence, top_k=[LabelScore(label=intent, score=confidence)]
+        ),
         "urgency": HeadPrediction(label=urgency, confidence=0.9, top_k=[LabelScore(label=urgency, score=0.9)]),
     }
     return Decision(
-        ticket_id=ticket_id, channel="email", route=route, rule_id="draft-when-fairly-sure",  # type: ignore[arg-type]
-        policy_version="test@0", reason="test", model_name="triage-classifier", model_version=1,
+        ticket_id=ticket_id,
+        channel="email",
+        route=route,
+        rule_id="draft-when-fairly-sure",  # type: ignore[arg-type]
+        policy_version="test@0",
+        reason="test",
+        model_name="triage-classifier",
+        model_version=1,
         prediction=Prediction(model_name="triage-classifier", model_version=1, heads=heads),
-        masked_text=text, received_at=datetime.now(UTC),
+        masked_text=text,
+        received_at=datetime.now(UTC),
     )

@@ -26,8 +26,12 @@ from tests.streams.fake_servers import WebhookSink, make_decision
 from triage.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
-DRAFT = Draft(text="Your card arrives within 5 working days.", source="template", prompt_id="draft.card_arrival",
-              prompt_version="1+base.1")
+DRAFT = Draft(
+    text="Your card arrives within 5 working days.",
+    source="template",
+    prompt_id="draft.card_arrival",
+    prompt_version="1+base.1",
+)
 REDO = "UPDATE triage.actions SET status = 'pending', next_attempt_at = now() WHERE adapter = %s"
 
 
@@ -66,8 +70,9 @@ def drain(d: Dispatcher, until: Callable[[], bool], rounds: int = 60) -> None:
 
 def actions(url: str) -> dict[str, tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT idempotency_key, status, attempts, last_error, adapter, kind, payload "
-                            "FROM triage.actions").fetchall()
+        rows = conn.execute(
+            "SELECT idempotency_key, status, attempts, last_error, adapter, kind, payload FROM triage.actions"
+        ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 
@@ -103,7 +108,9 @@ def test_replayed_decision_is_one_row_per_key_and_one_effect(db_url: str) -> Non
 def test_routes_map_to_adapters(db_url: str) -> None:
     assert run(enqueue(db_url, make_decision("H-1", route="human_queue"), None)) == ["H-1:human:work_queue"]
     assert sorted(run(enqueue(db_url, make_decision("E-1", route="escalate"), None))) == [
-        "E-1:escalate:webhook", "E-1:escalate:work_queue"]
+        "E-1:escalate:webhook",
+        "E-1:escalate:work_queue",
+    ]
     assert run(enqueue(db_url, make_decision("A-1", route="auto_resolve"), None)) == [], "a reply needs a draft"
     assert run(enqueue(db_url, make_decision("A-2", route="auto_resolve"))) == ["A-2:reply:webhook"]
     over = run(enqueue(db_url, make_decision("D-1"), None, route="human_queue", reason="over budget"))
@@ -131,8 +138,14 @@ def test_exhausted_retries_park_with_last_error_and_cli_requeues(db_url: str) ->
         # the CLI works from the ops environment (psycopg, stdlib, triage only)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
         env["DATABASE_URL"] = db_url
-        out = subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "triage"), "actions", "retry"], env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run(
+            [str(PROJECT_ROOT / ".venv" / "bin" / "triage"), "actions", "retry"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert out.returncode == 0, out.stderr
         assert "1 action(s) re-queued" in out.stdout
         assert actions(db_url)["P-1:reply:webhook"][:2] == ("pending", 0)
@@ -191,8 +204,11 @@ def test_two_dispatchers_deliver_each_action_once(db_url: str) -> None:
 
 
 def test_enqueue_batch_in_the_callers_transaction(db_url: str) -> None:
-    decisions = [make_decision("S-1", route="human_queue"), make_decision("S-2", route="draft_for_review"),
-                 make_decision("S-3", route="escalate")]
+    decisions = [
+        make_decision("S-1", route="human_queue"),
+        make_decision("S-2", route="draft_for_review"),
+        make_decision("S-3", route="escalate"),
+    ]
 
     async def go(commit: bool) -> list[str]:
         conn = await psycopg.AsyncConnection.connect(db_url)

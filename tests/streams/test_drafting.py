@@ -26,14 +26,23 @@ from triage.stack.procs import free_port, spawn, stop_group
 
 pytestmark = pytest.mark.integration
 PRICES = '{"fake-model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}'
-GOOD = ("Thank you for your message. Your new card is on its way and usually arrives within 5 working days of "
-        "being ordered.")
+GOOD = (
+    "Thank you for your message. Your new card is on its way and usually arrives within 5 working days of "
+    "being ordered."
+)
 
 
 def settings_for(db_url: str, hook: str | None = None, **extra: str) -> Settings:
-    env = {"DATABASE_URL": db_url, "TRIAGE_LLM_MODEL": "fake-model", "TRIAGE_LLM_PRICES": PRICES,
-           "TRIAGE_LLM_BASE_URL": "http://127.0.0.1:9/v1", "TRIAGE_LLM_PROVIDER": "fake",
-           "TRIAGE_BREAKER_FAILURES": "3", "TRIAGE_LLM_MAX_RETRIES": "0", "TRIAGE_DRAFT_DEADLINE_S": "5"}
+    env = {
+        "DATABASE_URL": db_url,
+        "TRIAGE_LLM_MODEL": "fake-model",
+        "TRIAGE_LLM_PRICES": PRICES,
+        "TRIAGE_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        "TRIAGE_LLM_PROVIDER": "fake",
+        "TRIAGE_BREAKER_FAILURES": "3",
+        "TRIAGE_LLM_MAX_RETRIES": "0",
+        "TRIAGE_DRAFT_DEADLINE_S": "5",
+    }
     if hook:
         env["TRIAGE_WEBHOOK_URL"] = hook
     env.update(extra)
@@ -44,9 +53,16 @@ def drafter(settings: Settings, fake: FakeLLM | None, board: BreakerBoard | None
     board = board or BreakerBoard(settings.breaker_failures, settings.breaker_window_s, settings.breaker_open_s)
     llm = None
     if fake is not None:
-        llm = LLMClient(fake.url + "/v1", "fake-model", provider="fake", prices=settings.llm_prices,
-                        breaker=board.get("llm:fake"), timeout_s=settings.llm_timeout_s,
-                        max_retries=settings.llm_max_retries, backoff_base_s=0.01)
+        llm = LLMClient(
+            fake.url + "/v1",
+            "fake-model",
+            provider="fake",
+            prices=settings.llm_prices,
+            breaker=board.get("llm:fake"),
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            backoff_base_s=0.01,
+        )
     return Drafter(settings, settings.db_url(), llm, board)
 
 
@@ -116,8 +132,12 @@ def test_model_draft_kept_with_envelope_and_delivered(db_url: str, hook: Webhook
         [out] = handle_all(drafter(s, fake), [make_decision("T-1")])
     assert out.status == "ok" and out.draft is not None and out.draft.source == "llm"
     row = calls(db_url)["T-1:draft_reply"]
-    assert (row["provider"], row["model"], row["prompt_id"], row["status"]) == ("fake", "fake-model",
-                                                                              "draft.card_arrival", "ok")
+    assert (row["provider"], row["model"], row["prompt_id"], row["status"]) == (
+        "fake",
+        "fake-model",
+        "draft.card_arrival",
+        "ok",
+    )
     assert row["prompt_version"] == "1+base.1" and row["finish_reason"] == "stop"
     assert row["tokens_in"] > 0 and row["tokens_out"] > 0 and row["cost_usd"] > 0 and row["latency_ms"] > 0
     assert row["request"]["messages"][1]["content"].count("Where is my new card?") == 1
@@ -149,8 +169,10 @@ def test_no_planted_pii_reaches_the_model_the_table_or_the_webhook(db_url: str, 
     planted = [v for t in tickets for vals in t.pii.values() for v in vals]
     assert len(planted) == 40
     routes = ["draft_for_review", "escalate", "human_queue", "auto_resolve"]
-    decisions = [make_decision(t.message["ticket_id"], route=routes[i % 4], text=t.text, intent=t.intent)
-                 for i, t in enumerate(tickets)]
+    decisions = [
+        make_decision(t.message["ticket_id"], route=routes[i % 4], text=t.text, intent=t.intent)
+        for i, t in enumerate(tickets)
+    ]
     s = settings_for(db_url, hook.url, TRIAGE_DRAFT_AUTO_RESOLVE="true")
     with FakeLLM(reply=GOOD) as fake:
         handle_all(drafter(s, fake), decisions)
@@ -169,8 +191,9 @@ def test_no_planted_pii_reaches_the_model_the_table_or_the_webhook(db_url: str, 
             assert value not in h and compact not in h.replace(" ", ""), f"planted PII leaked: {value[:4]}..."
 
 
-def test_masking_failure_fails_closed_to_human_queue(db_url: str, hook: WebhookSink,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_masking_failure_fails_closed_to_human_queue(
+    db_url: str, hook: WebhookSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(text: str) -> Any:
         raise RuntimeError("detector crashed")
 
@@ -188,8 +211,9 @@ def test_masking_failure_fails_closed_to_human_queue(db_url: str, hook: WebhookS
     assert action["payload"]["reason"].startswith("PII masking failed")
 
 
-def test_an_unexpected_drafting_error_sends_the_ticket_to_a_person(db_url: str,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_drafting_error_sends_the_ticket_to_a_person(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("bug")
 
@@ -220,8 +244,10 @@ def test_over_budget_takes_the_configured_cheap_path(db_url: str, fallback: str)
             assert f"{o.ticket_id}:human:work_queue" in o.actions
     with psycopg.connect(db_url) as conn:
         hour = conn.execute("SELECT tokens_used, token_limit FROM triage.budgets WHERE period = 'hour'").fetchone()
-        on_decisions = conn.execute("SELECT ticket_id, draft_status, draft_route, draft_reason FROM triage.decisions "
-                                    "WHERE draft_reason LIKE '%%exhausted%%'").fetchall()
+        on_decisions = conn.execute(
+            "SELECT ticket_id, draft_status, draft_route, draft_reason FROM triage.decisions "
+            "WHERE draft_reason LIKE '%%exhausted%%'"
+        ).fetchall()
     assert hour is not None and hour[0] <= hour[1]
     expected_status = "fallback" if fallback == "template" else "skipped"
     expected_route = "draft_for_review" if fallback == "template" else "human_queue"
@@ -248,8 +274,9 @@ def test_breaker_opens_then_template_then_half_open_probe_closes(db_url: str) ->
 
 
 def test_nothing_waits_longer_than_the_deadline_and_concurrency_is_bounded(db_url: str) -> None:
-    s = settings_for(db_url, TRIAGE_DRAFT_DEADLINE_S="1.0", TRIAGE_LLM_MAX_CONCURRENCY="2",
-                     TRIAGE_BREAKER_FAILURES="100")
+    s = settings_for(
+        db_url, TRIAGE_DRAFT_DEADLINE_S="1.0", TRIAGE_LLM_MAX_CONCURRENCY="2", TRIAGE_BREAKER_FAILURES="100"
+    )
     with FakeLLM(reply=GOOD) as fake:
         fake.default = "sleep:0.3"
         t0 = time.monotonic()
@@ -288,24 +315,34 @@ def test_drafting_worker_on_a_real_broker(db_url: str, broker: str, tmp_path: Pa
     with FakeLLM(reply=GOOD) as fake:
         port = free_port()
         env = {
-            "DATABASE_URL": db_url, "KAFKA_BOOTSTRAP_SERVERS": broker, "TRIAGE_STATE_DIR": str(tmp_path),
-            "TRIAGE_KAFKA_PARTITIONS": "4", "TRIAGE_LLM_BASE_URL": fake.url + "/v1", "TRIAGE_LLM_MODEL": "fake-model",
-            "TRIAGE_LLM_PRICES": PRICES, "TRIAGE_WEBHOOK_URL": hook.url, "TRIAGE_ACTION_POLL_S": "0.2",
+            "DATABASE_URL": db_url,
+            "KAFKA_BOOTSTRAP_SERVERS": broker,
+            "TRIAGE_STATE_DIR": str(tmp_path),
+            "TRIAGE_KAFKA_PARTITIONS": "4",
+            "TRIAGE_LLM_BASE_URL": fake.url + "/v1",
+            "TRIAGE_LLM_MODEL": "fake-model",
+            "TRIAGE_LLM_PRICES": PRICES,
+            "TRIAGE_WEBHOOK_URL": hook.url,
+            "TRIAGE_ACTION_POLL_S": "0.2",
             "PATH": "/usr/bin:/bin",
         }
-        proc = spawn([str(STREAM_PYTHON), "-m", "streams.drafting", "--web-port", str(port)], tmp_path / "d.log",
-                     env=env, cwd=PROJECT_ROOT)
+        proc = spawn(
+            [str(STREAM_PYTHON), "-m", "streams.drafting", "--web-port", str(port)],
+            tmp_path / "d.log",
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
         try:
             decisions = [make_decision(f"K-{i}") for i in range(3)] + [make_decision("K-h", route="human_queue")]
             messages = [(d.ticket_id.encode(), d.model_dump_json().encode()) for d in decisions]
             messages += messages  # at-least-once: every decision delivered twice
             produce(broker, TOPIC_DECISIONS, messages)
+
             def delivered() -> bool:
                 assert proc.poll() is None, (tmp_path / "d.log").read_text()[-3000:]
                 return len(hook.effects) == 3
 
-            wait_for(delivered, 90,
-                     f"drafts delivered to the webhook (log {tmp_path / 'd.log'})")
+            wait_for(delivered, 90, f"drafts delivered to the webhook (log {tmp_path / 'd.log'})")
             status = json.loads(_get(f"http://127.0.0.1:{port}/drafting"))
             assert status["llm"]["model"] == "fake-model" and status["breakers"][0]["state"] == "closed"
             assert "triage_breaker_state" in _get(f"http://127.0.0.1:{port}/metrics")
@@ -315,8 +352,12 @@ def test_drafting_worker_on_a_real_broker(db_url: str, broker: str, tmp_path: Pa
     assert len(fake.requests) == 3, "each decision drafted once even when delivered twice"
     with psycopg.connect(db_url) as conn:
         queue = dict(conn.execute("SELECT idempotency_key, route FROM triage.work_queue").fetchall())
-    assert queue == {"K-0:review:work_queue": "draft_for_review", "K-1:review:work_queue": "draft_for_review",
-                     "K-2:review:work_queue": "draft_for_review", "K-h:human:work_queue": "human_queue"}
+    assert queue == {
+        "K-0:review:work_queue": "draft_for_review",
+        "K-1:review:work_queue": "draft_for_review",
+        "K-2:review:work_queue": "draft_for_review",
+        "K-h:human:work_queue": "human_queue",
+    }
 
 
 def _get(url: str) -> str:

@@ -80,8 +80,14 @@ def test_every_intent_has_a_versioned_prompt_whose_template_passes_the_guardrail
     for intent in INTENTS:
         prompt, reply = template_reply(intent)
         assert prompt.id == f"draft.{intent}" and prompt.version.endswith("+base.1")
-        v = check_draft(reply, ticket="", facts=prompt.facts, allow=settings.allow_list,
-                        min_chars=settings.draft_min_chars, max_chars=settings.draft_max_chars)
+        v = check_draft(
+            reply,
+            ticket="",
+            facts=prompt.facts,
+            allow=settings.allow_list,
+            min_chars=settings.draft_min_chars,
+            max_chars=settings.draft_max_chars,
+        )
         assert v.ok, (intent, v.reasons)
     prompt, _ = template_reply("out_of_scope")
     assert prompt.id == "draft.default"

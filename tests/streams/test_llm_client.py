@@ -23,15 +23,27 @@ MSGS = [{"role": "system", "content": "You draft replies."}, {"role": "user", "c
 def client(fake: FakeLLM, breaker: CircuitBreaker | None = None, **kw: object) -> LLMClient:
     opts: dict[str, object] = {"timeout_s": 2.0, "max_retries": 2, "backoff_base_s": 0.01, "backoff_cap_s": 2.0}
     opts.update(kw)
-    return LLMClient(fake.url + "/v1", "fake-model", provider="fake", prices=PRICES,
-                     breaker=breaker or CircuitBreaker("llm:fake", failures=100), **opts)  # type: ignore[arg-type]
+    return LLMClient(
+        fake.url + "/v1",
+        "fake-model",
+        provider="fake",
+        prices=PRICES,
+        breaker=breaker or CircuitBreaker("llm:fake", failures=100),
+        **opts,
+    )  # type: ignore[arg-type]
 
 
 def call(c: LLMClient, deadline_s: float | None = None):  # type: ignore[no-untyped-def]
     async def go():  # type: ignore[no-untyped-def]
         try:
-            return await c.chat(MSGS, prompt_id="draft.card_arrival", prompt_version="3", temperature=0.2,
-                                max_tokens=64, deadline_s=deadline_s)
+            return await c.chat(
+                MSGS,
+                prompt_id="draft.card_arrival",
+                prompt_version="3",
+                temperature=0.2,
+                max_tokens=64,
+                deadline_s=deadline_s,
+            )
         finally:
             await c.aclose()
 
@@ -42,8 +54,12 @@ def test_envelope_carries_usage_cost_and_prompt_identity() -> None:
     with FakeLLM(reply="Your card is on its way and should arrive within five working days.") as fake:
         out = call(client(fake))
     assert out.text.startswith("Your card is on its way")
-    assert (out.provider, out.model, out.prompt_id, out.prompt_version) == ("fake", "fake-model",
-                                                                          "draft.card_arrival", "3")
+    assert (out.provider, out.model, out.prompt_id, out.prompt_version) == (
+        "fake",
+        "fake-model",
+        "draft.card_arrival",
+        "3",
+    )
     assert out.temperature == 0.2 and out.finish_reason == "stop" and out.attempts == 1
     prompt_chars = sum(len(m["content"]) for m in MSGS)
     assert out.tokens_in == prompt_chars // 4 and out.tokens_out == len(out.text) // 4

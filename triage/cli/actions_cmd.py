@@ -89,6 +89,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("outbox: " + (", ".join(f"{s} {n}" for s, n in counts.items()) or "empty"))
     for action_id, kind, adapter, status, attempts, last_error, updated_at in rows:
         err = f"  last error: {last_error}" if last_error else ""
-        print(f"{updated_at:%Y-%m-%d %H:%M:%S}  {status:<9} {adapter:<10} {kind:<9} attempts={attempts}  "
-              f"{action_id}{err}")
+        print(
+            f"{updated_at:%Y-%m-%d %H:%M:%S}  {status:<9} {adapter:<10} {kind:<9} attempts={attempts}  {action_id}{err}"
+        )
     return 0

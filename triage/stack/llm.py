@@ -65,17 +65,29 @@ class EmbeddedLLM:
                 "or set TRIAGE_LLM_BASE_URL to an OpenAI-compatible server"
             )
         return [
-            str(self.settings.llm_python), "-m", "llama_cpp.server",
-            "--model", str(model), "--model_alias", self.settings.llm_model,
-            "--host", "127.0.0.1", "--port", str(self.settings.llm_port),
-            "--n_ctx", "2048", "--n_threads", "2",
+            str(self.settings.llm_python),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            self.settings.llm_model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.settings.llm_port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
         ]
 
     def start(self, timeout: float = 120.0) -> subprocess.Popen[bytes]:
         require_free_port(self.settings.llm_port, "the local LLM server", "TRIAGE_LLM_PORT")
         self.proc = spawn(self.command(), self.log_path, cwd=PROJECT_ROOT)
-        wait_until(lambda: check_llm(self.base_url), timeout, "local LLM server", log_path=self.log_path,
-                   proc=self.proc)
+        wait_until(
+            lambda: check_llm(self.base_url), timeout, "local LLM server", log_path=self.log_path, proc=self.proc
+        )
         return self.proc
 
 
