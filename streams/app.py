@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
-from streams.audit import AuditSink
+from streams.audit import AuditSink, Backoff
 from streams.ingest import Source
 from streams.metrics import CONTENT_TYPE, Metrics
 from streams.models import ModelManager, default_loader
@@ -43,15 +45,33 @@ SESSION_TIMEOUT_SECONDS = 10.0
 
 
 class FaustPublisher:
-    """Sends to faust topics immediately (not attached to the current event) and waits for the broker."""
+    """Sends to faust topics immediately (not attached to the current event) and waits for the broker.
 
-    def __init__(self, topics: dict[str, faust.TopicT]) -> None:
+    A broker that cannot take the messages is retried with backoff until it can: the agent waits
+    meanwhile, so consumption pauses, and a re-send after a partial failure only duplicates messages
+    that consumers already dedupe by key (ticket id, or topic/partition/offset for dead letters).
+    """
+
+    def __init__(self, topics: dict[str, faust.TopicT], on_state: Callable[[str, str | None], None]) -> None:
         self.topics = topics
+        self.on_state = on_state
 
     async def publish(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
         target = self.topics[topic]
-        futures = [await target.send(key=k, value=v, force=True) for k, v in items]
-        await asyncio.gather(*futures)
+        backoff = Backoff()
+        while True:
+            try:
+                futures = [await target.send(key=k, value=v, force=True) for k, v in items]
+                await asyncio.gather(*futures)
+                if backoff.attempt:
+                    self.on_state("kafka", None)
+                return
+            except (KafkaError, ProducerSendError, OSError, TimeoutError) as exc:
+                delay = backoff.next()
+                reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("publishing to %s failed (%s); retry %d in %.1fs", topic, reason, backoff.attempt, delay)
+                self.on_state("kafka", reason)
+                await asyncio.sleep(delay)
 
 
 @dataclass
@@ -242,7 +262,7 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     feedback_topic = app.topic(TOPIC_FEEDBACK, value_serializer="raw", key_serializer="raw")
     decisions_topic = app.topic(TOPIC_DECISIONS, value_serializer="raw", key_serializer="raw")
     dlq_topic = app.topic(TOPIC_DLQ, value_serializer="raw", key_serializer="raw")
-    publisher = publisher or FaustPublisher({TOPIC_DECISIONS: decisions_topic, TOPIC_DLQ: dlq_topic})
+    publisher = publisher or FaustPublisher({TOPIC_DECISIONS: decisions_topic, TOPIC_DLQ: dlq_topic}, on_state)
     pipeline = Pipeline(sink=sink, publisher=publisher, models=models, policy=policy, metrics=metrics,
                         max_body_chars=settings.max_body_chars, model_name=settings.model_name)
     worker = Worker(app=app, settings=settings, pipeline=pipeline, models=models, policy=policy, metrics=metrics,

@@ -94,6 +94,13 @@ def test_thousand_tickets_fifty_malformed_then_replay(model_db: str, broker: str
         assert len(dlq) == 50 and all(d["reason"] and d["source_topic"] == TOPIC_RAW for d in dlq)
         metrics = worker.metrics()
         assert "triage_stream_decisions_total" in metrics and 'triage_stream_model_version{' in metrics
+        assert 'triage_stream_stage_seconds_bucket{le="0.005",stage="classify"}' in metrics
+        assert 'triage_stream_dead_letters_total{reason="not json",topic="tickets.raw"}' in metrics
+        wait_for(lambda: 'triage_stream_consumer_lag{partition="0",topic="tickets.raw"}' in worker.metrics(), 15,
+                 "the consumer lag gauge")
+        health = worker.health()
+        assert health["joined"] is True and health["status"] == "ok", health
+        assert health["model"]["champion"] == {"name": "triage-classifier", "version": 1}
 
         # Replay: the same input again (as after a crash) decides nothing new and writes no rows.
         before_dlq_rows = count(model_db, "SELECT count(*) FROM triage.dead_letters")
