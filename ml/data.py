@@ -150,6 +150,20 @@ def from_db(url: str | None, *, label_cols: Sequence[str] = ("intent", "urgency"
         raise DataError("the database has no labelled tickets (triage.feedback joined to triage.tickets); "
                         "let reviewers label some or train with --data FILE")
     df = pd.DataFrame([dict(r) for r in rows])
+    # Production labels are whatever reviewers said: a label seen once is dropped (it cannot be split
+    # or learned), and a head left with fewer than 2 labels is not trained, instead of failing the DAG.
+    usable = []
+    for col in label_cols:
+        if col not in df.columns:
+            continue
+        counts = df[col].dropna().value_counts()
+        df.loc[df[col].isin(counts[counts < 2].index), col] = None
+        if df[col].dropna().loc[lambda v: v != ood_label].nunique() >= 2:
+            usable.append(col)
+    if not usable:
+        raise DataError(f"the database's labels give no head with 2 or more labels of 2+ rows each "
+                        f"({len(df)} labelled tickets); wait for more feedback or train with --data FILE")
+    label_cols = usable
     return from_frame(df, text_col="text", label_cols=label_cols, ood_label=ood_label, source="database",
                       row_offset=1)
 

@@ -57,7 +57,8 @@ def build_tiny_model(out_dir: Path, seed: int = 0, rows: int = 600, epochs: int 
         base = build_tiny_base(Path(tmp) / "base", ds.texts, seed=seed)
         args = TrainingArgs(output_dir=str(out_dir), data=str(csv_path), base=str(base), ood_label=OOD_LABEL,
                             epochs=epochs, batch_size=16, lr_encoder=3e-3, lr_heads=1e-2, dropout=0.0, patience=epochs,
-                            max_length=96, val_fraction=0.2, seed=seed, progress=False, reference_rows=500)
+                            max_length=96, val_fraction=0.2, freeze_word_embeddings=False,
+                            seed=seed, progress=False, reference_rows=500)
         train(args, say=(lambda _m: None) if say is None else say, dataset=ds)  # type: ignore[arg-type]
     return out_dir
 
@@ -74,3 +75,21 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def build_small_pretrained_base(base_dir: Path, layers: int = 2, base: str | None = None) -> Path:
+    """The first `layers` transformer layers of the default MiniLM, with its tokenizer: a small model that
+    still knows English, for behaviour tests that must train in seconds."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from ml.train import _quiet_transformers, default_base
+
+    _quiet_transformers()
+    source = base or default_base()
+    model = AutoModel.from_pretrained(source, add_pooling_layer=False)
+    model.encoder.layer = model.encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
+    base_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(base_dir))
+    AutoTokenizer.from_pretrained(source).save_pretrained(str(base_dir))
+    return base_dir

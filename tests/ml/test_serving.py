@@ -1,0 +1,82 @@
+"""ml.serving on the tiny model: order, top-k, abstention, and no torch in the process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ml.serving import Classifier
+from triage.labels import INTENTS, URGENCIES
+
+TEXTS = [
+    "My card has not arrived yet.",
+    "Hi,\n\nI was charged twice for the same coffee and want my money back. Please refund it as soon as "
+    "possible, it is the third time this happens and I am getting tired of it.\n\nThanks, Sam",
+    "close my account",
+    "Someone took money out of my account that I do not recognise, this looks like fraud!",
+    "what is the exchange rate for euros",
+]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_batch_predictions_match_single_predictions_in_input_order(tiny_model: Path) -> None:
+    clf = Classifier.load(tiny_model, threads=1)
+    batch = clf.predict(TEXTS)
+    assert len(batch.predictions) == len(TEXTS) and batch.latency_ms > 0
+    for text, pred in zip(TEXTS, batch.predictions, strict=True):
+        single = clf.predict([text]).predictions[0]
+        for head in ("intent", "urgency"):
+            assert pred[head].label == single[head].label
+            assert pred[head].confidence == pytest.approx(single[head].confidence, abs=1e-4)
+
+
+def test_heads_topk_and_confidence(tiny_model: Path) -> None:
+    clf = Classifier.load(tiny_model, threads=1, int8=False)
+    assert clf.heads == {"intent": list(INTENTS), "urgency": list(URGENCIES)}
+    pred = clf.predict(["I lost my card"]).predictions[0]
+    for head, labels in clf.heads.items():
+        p = pred[head]
+        assert len(p.top_k) == 3 and p.top_k[0].label == p.label and p.label in labels
+        assert p.top_k[0].score == pytest.approx(p.confidence)
+        assert [s.score for s in p.top_k] == sorted((s.score for s in p.top_k), reverse=True)
+    assert clf.predict([]).predictions == []
+
+
+def test_abstains_below_the_folder_threshold(tiny_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    (folder / "thresholds.json").write_text(json.dumps({"intent": 1.01, "urgency": None}))
+    preds = Classifier.load(folder).predict(TEXTS).predictions
+    assert all(p["intent"].abstained for p in preds)
+    assert not any(p["urgency"].abstained for p in preds)
+    (folder / "thresholds.json").write_text(json.dumps({"intent": 0.0, "urgency": 0.0}))
+    assert not any(p["intent"].abstained for p in Classifier.load(folder).predict(TEXTS).predictions)
+
+
+def test_missing_file_names_it(tiny_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        Classifier.load(folder)
+
+
+def test_serving_and_registry_import_without_torch(tiny_model: Path) -> None:
+    """Runs in the stream environment when it exists (it has no torch at all), else in this one."""
+    stream_python = ROOT / ".venv-stream" / "bin" / "python"
+    python = str(stream_python) if stream_python.exists() else sys.executable
+    code = (
+        "import sys, pathlib; import ml.registry; from ml.serving import Classifier; "
+        f"r = Classifier.load(pathlib.Path({str(tiny_model)!r})).predict(['my card is lost']); "
+        "assert r.predictions[0]['intent'].label; "
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn', 'pandas') if m in sys.modules); "
+        "print('heavy:', heavy)"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "heavy: []"
