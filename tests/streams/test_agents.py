@@ -125,3 +125,32 @@ def test_pipeline_stores_nothing_twice_on_replay(model_db: str, tmp_path: Path) 
     assert (decided, duplicates) == (20, 20)
     assert count(model_db, "SELECT count(*) FROM triage.decisions") == 20
     assert count(model_db, "SELECT count(*) FROM triage.dead_letters") == 1
+
+
+class _Broken:
+    heads: dict[str, list[str]] = {"intent": ["a"]}
+
+    def predict(self, texts: list[str]) -> object:
+        raise RuntimeError("onnxruntime exploded")
+
+
+def test_a_batch_that_fails_inside_is_kept_as_dead_letters_not_dropped(model_db: str, tmp_path: Path) -> None:
+    from streams.models import LoadedModel, ModelSet
+
+    async def run() -> Collecting:
+        pub = Collecting()
+        w = await _worker(model_db, tmp_path, pub)
+        w.models.current = ModelSet(champion=LoadedModel(MODEL_NAME, 1, _Broken()))
+        gen = TicketGenerator(seed=4)
+        async with w.agents["tickets"].test_context() as agent:
+            for _ in range(3):
+                await agent.put(json.dumps(gen.generate().message).encode())
+            await _settle(w)
+        await w.pipeline.sink.close()
+        return pub
+
+    pub = asyncio.run(run())
+    assert count(model_db, "SELECT count(*) FROM triage.decisions") == 0
+    reasons = [r[0] for r in rows(model_db, "SELECT reason FROM triage.dead_letters")]
+    assert len(reasons) == 3 and all("internal error: RuntimeError: onnxruntime exploded" in r for r in reasons)
+    assert len(pub.sent[TOPIC_DLQ]) == 3
