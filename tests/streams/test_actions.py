@@ -138,13 +138,20 @@ def test_exhausted_retries_park_with_last_error_and_cli_requeues(db_url: str) ->
         # the CLI works from the ops environment (psycopg, stdlib, triage only)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
         env["DATABASE_URL"] = db_url
-        out = subprocess.run(
-            [str(PROJECT_ROOT / ".venv" / "bin" / "triage"), "actions", "retry"],
+        triage = str(PROJECT_ROOT / ".venv" / "bin" / "triage")
+        listed = subprocess.run(
+            [triage, "actions", "list", "--status", "parked"],
             env=env,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert "outbox: parked 1" in listed.stdout and "P-1:reply:webhook" in listed.stdout
+        assert "last error: HTTP 502" in listed.stdout
+        out = subprocess.run(
+            [triage, "actions", "retry"], env=env, capture_output=True, text=True, timeout=60, check=False
         )
         assert out.returncode == 0, out.stderr
         assert "1 action(s) re-queued" in out.stdout

