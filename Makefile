@@ -61,6 +61,11 @@ lock:
 
 bench: bench-model bench-stream bench-pii
 
+# Classifier on Banking77 (read in place from BANKING77_DIR, default /work/shared/data/banking77): accuracy,
+# ECE before/after, int8 vs torch, serving throughput at batch 1/8/32/64, training time -> bench/results/model.json
+bench-model: install
+	$(OPS)/python bench/bench_model.py $(BENCH_MODEL_ARGS)
+
 # Stream worker: serving vs end-to-end throughput, latency at 25/50/90 % load, naive baseline, RSS
 # -> bench/results/stream.json (BENCH_STREAM_ARGS="--model DIR" to pick the model).
 bench-stream: install
