@@ -48,6 +48,7 @@ FIXED_HOLDOUT_PERCENT = 10
 TRAIN_FILE = "train.csv"
 FIXED_FILE = "fixed_holdout.csv"
 RECENT_FILE = "recent.csv"
+LABELS_FILE = "new_labels.csv"  # every new label with its split and whether it is a correction (for audit)
 SUMMARY_FILE = "training_set.json"
 
 LABELS_SQL = f"""
@@ -208,6 +209,9 @@ def build_training_set(settings: Settings, cfg: RetrainConfig, *, until: datetim
     train.to_csv(work_dir / TRAIN_FILE, index=False)
     fixed.to_csv(work_dir / FIXED_FILE, index=False)
     recent[["ticket_id", "created_at", "text", *HEADS]].to_csv(work_dir / RECENT_FILE, index=False)
+    audit = labels[["ticket_id", "created_at", "kind", *HEADS]].assign(
+        correction=is_correction(labels), split=["train"] * len(new_train) + ["recent"] * len(recent))
+    audit.to_csv(work_dir / LABELS_FILE, index=False)
     corrections = int(is_correction(new_train).sum())
     ts = TrainingSet(
         work_dir=str(work_dir), champion_version=champ.version, since=since.isoformat(), until=until.isoformat(),

@@ -63,9 +63,9 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
     url = fresh_db(pg_server, "dag_retrain")
     champ = _register_champion(url, weak_champion, tmp_path)
     start = champ.created_at + timedelta(minutes=1)
-    seed_decisions(url, start, start + timedelta(hours=10), 300, seed=11, accuracy=0.5)
+    seed_decisions(url, start, start + timedelta(hours=10), 200, seed=11, accuracy=0.5)
     until = (start + timedelta(hours=12)).replace(microsecond=0)
-    state = triage_db_env(url, TRIAGE_RETRAIN_MIN_NEW_LABELS="100", TRIAGE_RETRAIN_EPOCHS="2")
+    state = triage_db_env(url, TRIAGE_RETRAIN_MIN_NEW_LABELS="100", TRIAGE_RETRAIN_EPOCHS="1")
     before = len(_candidate_events())
 
     run = dagbag.dags["retrain_classifier"].test(logical_date=until)
@@ -76,7 +76,7 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
         mv = conn.execute("SELECT metrics, reason, changed_by FROM triage.model_versions WHERE version = 2").fetchone()
         gate = conn.execute("SELECT success FROM triage.quality_results").fetchall()
     retrained = mv["metrics"]["retrain"]
-    assert retrained["labels_until"] == until.isoformat() and retrained["counts"]["new_labels"] == 300
+    assert retrained["labels_until"] == until.isoformat() and retrained["counts"]["new_labels"] == 200
     assert retrained["scores"]["recent"]["gain"] >= 0.01 and mv["reason"].startswith("candidate beats the champion")
     assert mv["changed_by"] == "airflow:retrain_classifier"
     assert gate and all(r["success"] for r in gate)
@@ -206,3 +206,19 @@ def test_data_quality_fails_on_a_window_with_bad_labels(dagbag, pg_server, triag
                             "WHERE suite = 'labels' ORDER BY run_key").fetchall()
     assert [r["success"] for r in rows] == [True, False]
     assert "labels.urgency" in rows[1]["critical_failures"][0] and "F-B-15-7" in rows[1]["critical_failures"][0]
+
+
+def test_assets_tie_the_loop_and_the_canary_waits_without_holding_a_slot(dagbag) -> None:
+    from triage.assets import DRIFT_ASSET_URI
+
+    retrain_dag = dagbag.dags["retrain_classifier"]
+    assert type(retrain_dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert retrain_dag.timetable.asset_condition.uri == DRIFT_ASSET_URI
+    assert [o.uri for o in retrain_dag.get_task("register_candidate").outlets] == [CANDIDATE_ASSET_URI]
+    assert list(retrain_dag.get_task("build_training_set").upstream_task_ids) == ["quality_gate"]
+    promotion = dagbag.dags["canary_promotion"]
+    assert promotion.timetable.asset_condition.uri == CANDIDATE_ASSET_URI
+    sensor = promotion.get_task("wait_for_verdict")
+    assert sensor.mode == "reschedule" and sensor.poke_interval >= 60
+    assert set(dagbag.dags["rollback_model"].params) == {"model", "version", "reason"}
+    assert dagbag.dags["rollback_model"].schedule is None

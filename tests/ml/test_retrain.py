@@ -125,15 +125,18 @@ def test_retrain_builds_a_weighted_set_and_registers_a_better_candidate(db_url: 
     start = champ.created_at + timedelta(minutes=1)
     seed_decisions(db_url, start, start + timedelta(hours=10), 300, seed=5, accuracy=0.5)
     until = start + timedelta(hours=6)  # the run's bound: later labels are not used
-    cfg = RetrainConfig(min_new_labels=100, epochs=2, correction_weight=3.0, threads=2)
+    cfg = RetrainConfig(min_new_labels=100, epochs=1, correction_weight=3.0, threads=2)
     ts = retrain.build_training_set(settings, cfg, until=until, work_dir=tmp_path / "work")
     c = ts.counts
     assert c["new_labels"] == 179 and c["recent_slice"] == 36 and c["new_train"] == 143
     assert c["weighted_new_rows"] == c["confirmations"] + 3 * c["corrections"]
     assert c["train_rows"] == c["base_train"] + c["weighted_new_rows"]
-    recent = pd.read_csv(ts.path(retrain.RECENT_FILE))
-    train = pd.read_csv(ts.path(retrain.TRAIN_FILE))
-    assert not set(recent["text"]) & set(train["text"])  # the recent slice is never trained on
+    audit = pd.read_csv(ts.path(retrain.LABELS_FILE), parse_dates=["created_at"])
+    held, used = audit[audit["split"] == "recent"], audit[audit["split"] == "train"]
+    assert len(held) == 36 and not set(held["ticket_id"]) & set(used["ticket_id"])
+    assert held["created_at"].min() >= used["created_at"].max()  # the newest labels are held out
+    assert int(used["correction"].sum()) == c["corrections"]
+    assert len(pd.read_csv(ts.path(retrain.TRAIN_FILE))) == c["train_rows"]
     assert retrain.load_training_set(Path(ts.work_dir)) == ts
 
     candidate = retrain.fine_tune(settings, cfg, ts, say=lambda _m: None)

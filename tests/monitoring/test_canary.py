@@ -297,3 +297,30 @@ def test_pick_candidate_names_the_fix_when_there_is_none(db_url: str, tmp_path: 
     with pytest.raises(canary.CanaryError, match="no candidate newer than the champion v0"):
         canary.pick_candidate(settings)
     assert canary.pick_candidate(settings, 7) == 7
+
+
+@pytest.mark.integration
+def test_cli_starts_shows_and_stops_a_canary(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from triage.cli import main
+    from triage.settings import get_settings
+
+    _models(db_url)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("TRIAGE_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert main(["canary", "status"]) == 0
+        assert "no active deployment" in capsys.readouterr().out
+        assert main(["canary", "start", "--percent", "20"]) == 0
+        assert "canary of triage-classifier v2 beside champion v1 at 20%" in capsys.readouterr().out
+        assert main(["canary", "start", "--version", "1"]) == 1
+        assert "version 1 is champion; only a candidate can be deployed" in capsys.readouterr().err
+        assert main(["canary", "status"]) == 0
+        out = capsys.readouterr().out
+        assert "challenger v2: 0 decisions" in out and "verdict now: wait" in out
+        assert main(["canary", "stop", "--reject", "--reason", "bad reviews"]) == 0
+        assert "rolled_back (bad reviews)" in capsys.readouterr().out
+        assert _statuses(db_url) == {1: "champion", 2: "rejected"}
+    finally:
+        get_settings.cache_clear()
