@@ -105,7 +105,7 @@ def retrain_classifier() -> None:
         result = evaluate_pair(settings, RetrainConfig.from_settings(settings), load_training_set(Path(work_dir)),
                                Path(candidate_dir))
         return {k: result[k] for k in ("better", "summary", "reasons", "scores", "class_regressions",
-                                       "champion_version", "labels_since", "labels_until", "counts")}
+                                       "champion_version", "labels_since", "labels_until", "trained_until", "counts")}
 
     @task(outlets=[CANDIDATE_ASSET])
     def register_candidate(work_dir: str, candidate_dir: str, comparison: dict[str, Any], *,

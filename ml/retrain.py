@@ -2,11 +2,14 @@
 
 The stages the `retrain_classifier` DAG runs, one function each:
 
-1. `build_training_set`: production labels since the champion's data ended (each ticket's latest
-   feedback; a confirmation keeps the decision's labels), the most recent share kept out as the
-   *recent slice*, the rest added to the base data with corrected labels repeated
-   `correction_weight` times. A fixed, hash-chosen 10 % of the base data is the *fixed holdout*
-   that retraining never trains on. Too few new labels: `SkipRetrain` with the counts.
+1. `build_training_set`: production labels since the champion's labels ended (each ticket's latest
+   feedback; a confirmation keeps the decision's labels; the text is the masked text the model
+   classified). The newest share is held out as the *recent slice* (the next retrain trains on it);
+   the rest joins the base data, corrected labels repeated `correction_weight` times (the training
+   loop has no sample weights; the repeats can land in its validation split, which only makes early
+   stopping and calibration slightly optimistic). A fixed, hash-chosen 10 % of the base data is the
+   *fixed holdout* that retraining never trains on (the champion may have: the bias favours it).
+   Too few new labels: `SkipRetrain` with the counts.
 2. `fine_tune`: the champion's own recipe (training_args.json), warm-started from its weights.
 3. `compare`: candidate and champion served as production serves them (ONNX int8) on the fixed
    holdout and the recent slice; the candidate qualifies only with a macro-F1 gain of at least
@@ -54,7 +57,7 @@ SUMMARY_FILE = "training_set.json"
 LABELS_SQL = f"""
 SELECT DISTINCT ON (f.ticket_id)
        f.ticket_id, f.kind, f.created_at,
-       coalesce(nullif(concat_ws(E'\\n', nullif(t.subject_masked, ''), t.body_masked), ''), d.masked_text) AS text,
+       coalesce(nullif(d.masked_text, ''), concat_ws(E'\\n', nullif(t.subject_masked, ''), t.body_masked)) AS text,
        coalesce(f.intent, CASE WHEN f.kind = 'confirm' THEN d.intent END) AS intent,
        coalesce(f.urgency, CASE WHEN f.kind = 'confirm' THEN d.urgency END) AS urgency,
        d.intent AS predicted_intent, d.urgency AS predicted_urgency
@@ -104,6 +107,8 @@ class TrainingSet:
     champion_version: int
     since: str
     until: str
+    # Labels before this were trained on; the held-out recent slice starts here, so the next retrain uses it.
+    trained_until: str = ""
     counts: dict[str, int] = field(default_factory=dict)
 
     def path(self, name: str) -> Path:
@@ -111,8 +116,9 @@ class TrainingSet:
 
 
 def labels_since(champion: ModelVersion) -> datetime:
-    """Where the champion's data ends: its retrain's label bound if it was retrained, else its registration."""
-    bound = (champion.metrics.get("retrain") or {}).get("labels_until")
+    """Where the champion's labels end: the start of its retrain's held-out slice (those labels were not trained
+    on, so the next retrain uses them), else its registration time."""
+    bound = (champion.metrics.get("retrain") or {}).get("trained_until")
     return datetime.fromisoformat(bound) if bound else champion.created_at
 
 
@@ -215,6 +221,7 @@ def build_training_set(settings: Settings, cfg: RetrainConfig, *, until: datetim
     corrections = int(is_correction(new_train).sum())
     ts = TrainingSet(
         work_dir=str(work_dir), champion_version=champ.version, since=since.isoformat(), until=until.isoformat(),
+        trained_until=pd.Timestamp(recent["created_at"].min()).isoformat(),
         counts={"new_labels": len(labels), "new_train": len(new_train), "corrections": corrections,
                 "confirmations": len(new_train) - corrections, "weighted_new_rows": len(weighted),
                 "base_train": len(base_train), "train_rows": len(train), "fixed_holdout": len(fixed),
@@ -353,6 +360,7 @@ def evaluate_pair(settings: Settings, cfg: RetrainConfig, ts: TrainingSet, candi
     champ_eval = {k: evaluate(champ_dir, f, threads) for k, f in sets.items()}
     result = compare(cand_eval, champ_eval, cfg)
     result.update({"champion_version": champ.version, "labels_since": ts.since, "labels_until": ts.until,
+                   "trained_until": ts.trained_until,
                    "counts": ts.counts, "candidate_eval": cand_eval, "champion_eval": champ_eval})
     (ts.path("comparison.json")).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     say(result["summary"])
@@ -373,7 +381,8 @@ def register_candidate(settings: Settings, ts: TrainingSet, candidate_dir: Path,
         raise SkipRetrain(f"the champion changed during this run (compared with v{ts.champion_version}, now {now}); "
                           "the next run compares with the new champion")
     metrics = layout.read_json(candidate_dir, layout.METRICS)
-    metrics["retrain"] = {k: comparison[k] for k in ("champion_version", "labels_since", "labels_until", "counts",
+    metrics["retrain"] = {k: comparison[k] for k in ("champion_version", "labels_since", "labels_until",
+                                                      "trained_until", "counts",
                                                       "scores", "class_regressions", "summary")}
     return registry.register(url, candidate_dir, name=name, status="candidate", changed_by=changed_by,
                              reason=comparison["summary"], metrics=metrics, models_dir=settings.models_dir)

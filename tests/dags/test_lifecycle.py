@@ -77,6 +77,7 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
         gate = conn.execute("SELECT success FROM triage.quality_results").fetchall()
     retrained = mv["metrics"]["retrain"]
     assert retrained["labels_until"] == until.isoformat() and retrained["counts"]["new_labels"] == 200
+    assert champ.created_at < datetime.fromisoformat(retrained["trained_until"]) < until
     assert retrained["scores"]["recent"]["gain"] >= 0.01 and mv["reason"].startswith("candidate beats the champion")
     assert mv["changed_by"] == "airflow:retrain_classifier"
     assert gate and all(r["success"] for r in gate)

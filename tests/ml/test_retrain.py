@@ -153,6 +153,7 @@ def test_retrain_builds_a_weighted_set_and_registers_a_better_candidate(db_url: 
     assert registry.champion(db_url, settings.model_name).version == 1
     # once promoted, the next retrain starts from where this one's labels ended
     promoted = registry.promote(db_url, settings.model_name, 2, changed_by="test", reason="test")
-    assert retrain.labels_since(promoted) == until
+    assert retrain.labels_since(promoted) == datetime.fromisoformat(ts.trained_until) == held["created_at"].min()
+    assert retrain.labels_since(promoted) < until  # the held-out recent slice is trained on next time
     with pytest.raises(SkipRetrain, match="champion changed during this run"):
         retrain.register_candidate(settings, ts, candidate, result, changed_by="test")
