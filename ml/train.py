@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -157,6 +158,9 @@ def _quiet_transformers() -> None:
 
 def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) -> dict[str, Any]:
     """Train, calibrate, export and write the model folder `args.output_dir`; returns metrics."""
+    # OpenMP threads that spin while waiting cost several times the work on shared cores; this only
+    # takes effect when torch is first loaded here (the CLI and bootstrap import it lazily).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from tqdm import tqdm
     from transformers import AutoTokenizer
