@@ -258,6 +258,7 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: newest in the local store, else the tiny model)")
+    parser.add_argument("--model-note", default="", help="where the model comes from, for the JSON")
     parser.add_argument("--backlog", type=int, default=4000, help="tickets drained for the sustained rate")
     parser.add_argument("--phase-seconds", type=float, default=12.0, help="seconds per latency phase")
     parser.add_argument("--naive-seconds", type=float, default=20.0, help="time cap of the naive baseline")
@@ -273,7 +274,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         work = Path(tmp)
         model, why = pick_model(args.model, work)
-        result["model"] = {**describe_model(model), "chosen": why, "worker_precision": "int8 (model.int8.onnx)",
+        result["model"] = {**describe_model(model), "chosen": why, "note": args.model_note,
+                           "worker_precision": "int8 (model.int8.onnx)",
                            "naive_precision": "fp32 ONNX (model.onnx), onnxruntime, one text per call"}
         say(f"model: {model} ({why})")
         pg = EmbeddedPostgres(work / "pg", free_port(), work / "postgres.log")
