@@ -35,7 +35,7 @@ def ensure_champion(settings: Settings, say: Callable[[str], None] = print, *, r
         write_csv(data, rows, seed=0, ood_rate=0.05)
         out = Path(tmp) / "model"
         args = TrainingArgs(output_dir=str(out), data=str(data), label_cols=list(HEADS), ood_label=OOD_LABEL,
-                            base=base or default_base(), epochs=epochs, patience=epochs,
+                            base=base or default_base(), epochs=epochs, patience=epochs, mask_pii=True,
                             time_budget_s=BOOTSTRAP_TRAIN_BUDGET_S, threads=settings.serving_threads)
         metrics = train(args, say=say)
         mv = registry.register(url, out, name=settings.model_name, status="champion", changed_by="bootstrap",

@@ -55,6 +55,9 @@ class TrainingArgs:
     # The word-embedding matrix is half of MiniLM's weights; freezing it halves optimizer work per step
     # on CPU and keeps rare words' pretrained vectors intact.
     freeze_word_embeddings: bool = True
+    # Mask PII in the texts with triage.pii before training, as the stream does before classifying
+    # (production labels from the database are masked already).
+    mask_pii: bool = False
     max_length: int = 128
     val_fraction: float = 0.1
     patience: int = 2
@@ -147,6 +150,13 @@ def load_dataset(args: TrainingArgs) -> Dataset:
     return load_file(Path(args.data), text_col=args.text_col, label_cols=args.label_cols, ood_label=args.ood_label)
 
 
+def masked(ds: Dataset) -> Dataset:
+    """The same rows with PII replaced by typed placeholders (what the stream classifies)."""
+    from triage.pii import mask
+
+    return Dataset(texts=[mask(t).text for t in ds.texts], labels=ds.labels, heads=ds.heads, ood=ds.ood)
+
+
 def _quiet_transformers() -> None:
     from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
@@ -173,6 +183,8 @@ def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) 
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     ds = dataset if dataset is not None else load_dataset(args)
+    if args.mask_pii and not args.from_db:
+        ds = masked(ds)
     args.label_cols = list(ds.heads)
     args.data_fingerprint = ds.fingerprint()
     train_ds, val_ds = split(ds, args.val_fraction, args.seed)
@@ -396,7 +408,9 @@ def write_card(out: Path, args: TrainingArgs, metrics: dict[str, Any]) -> None:
         "- English only; texts are truncated to "
         f"{args.max_length} tokens. Out-of-scope detection is a confidence threshold, not a class: "
         "confidently wrong out-of-scope texts are not caught.",
-        "- Trained on masked text: PII placeholders, not real names or numbers, are what it saw.",
+        "- Trained on PII-masked text (placeholders, not real names or numbers), as the stream classifies it."
+        if args.mask_pii or args.from_db else
+        "- Trained on unmasked text; the stream classifies PII-masked text, so placeholders were never seen.",
     ]
     (out / layout.CARD).write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -74,6 +74,8 @@ def _register_train(sub: Any) -> None:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--train-embeddings", action="store_true",
                    help="also update the word-embedding matrix (frozen by default; needed for a random-init base)")
+    p.add_argument("--mask-pii", action="store_true",
+                   help="mask PII in the texts (triage.pii) as the stream does before classifying")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--register", action="store_true", help="register the result as a candidate")
     p.add_argument("--name", default=None, help="registry name (default: TRIAGE_MODEL_NAME)")
@@ -102,7 +104,7 @@ def train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr_encoder=args.lr_encoder, lr_heads=args.lr_heads, max_length=args.max_length,
         val_fraction=args.val_fraction, patience=args.patience, seed=args.seed, threads=args.threads,
         max_steps=args.max_steps, progress=not args.no_progress,
-        freeze_word_embeddings=not args.train_embeddings,
+        freeze_word_embeddings=not args.train_embeddings, mask_pii=args.mask_pii,
     )
     metrics = run_training(targs, say=_say)
     if args.register:
