@@ -17,6 +17,10 @@ drift event's time for a drift-triggered run), never the clock, so a re-run sees
 5. `register_candidate`: registers a candidate that beats the champion by `TRIAGE_RETRAIN_PROMOTION_MARGIN`
    with no class regressing beyond `TRIAGE_RETRAIN_MAX_CLASS_REGRESSION`, and updates the
    `triage_candidate_registered` Asset, which starts `canary_promotion`. Otherwise skipped with the reason.
+6. `clean_up` (a teardown: it runs whatever happened, and does not decide the run's state) deletes the
+   candidate's working copy; the registry keeps its own. The training set CSVs, `new_labels.csv` (every new
+   label, its split and whether it was a correction) and `comparison.json` stay under
+   `<state_dir>/retrain/<run id>/` for audit.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task, teardown
 
 from triage.assets import CANDIDATE_ASSET_NAME, CANDIDATE_ASSET_URI, DRIFT_ASSET_NAME, DRIFT_ASSET_URI
 from triage.settings import get_settings
@@ -126,10 +130,18 @@ def retrain_classifier() -> None:
         outlet_events[CANDIDATE_ASSET].extra = extra
         return extra
 
+    @teardown
+    def clean_up(run_id: str | None = None) -> None:
+        from ml.retrain import clean
+
+        freed = clean(_work_dir(str(run_id)))
+        print(f"removed the candidate's working copy ({freed / 1e6:.1f} MB); audit files kept in "
+              f"{_work_dir(str(run_id))}")
+
     window = quality_gate()
     work_dir = build_training_set(window)
     candidate = fine_tune(work_dir)
-    register_candidate(work_dir, candidate, evaluate(work_dir, candidate))
+    register_candidate(work_dir, candidate, evaluate(work_dir, candidate)) >> clean_up()
 
 
 retrain_classifier()

@@ -386,3 +386,14 @@ def register_candidate(settings: Settings, ts: TrainingSet, candidate_dir: Path,
                                                       "scores", "class_regressions", "summary")}
     return registry.register(url, candidate_dir, name=name, status="candidate", changed_by=changed_by,
                              reason=comparison["summary"], metrics=metrics, models_dir=settings.models_dir)
+
+
+def clean(work_dir: Path) -> int:
+    """Delete the candidate model folder of a finished run (the registry keeps its own copy); keep the small
+    audit files (training set CSVs, comparison.json). Returns the bytes freed."""
+    folder = Path(work_dir) / "candidate"
+    if not folder.is_dir():
+        return 0
+    freed = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    shutil.rmtree(folder)
+    return freed

@@ -70,7 +70,7 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
 
     run = dagbag.dags["retrain_classifier"].test(logical_date=until)
     assert str(run.state) == "success", _states(run)
-    assert set(_states(run).values()) == {"success"} and len(_states(run)) == 5
+    assert set(_states(run).values()) == {"success"} and len(_states(run)) == 6
     assert _statuses(url) == {1: "champion", 2: "candidate"}
     with db.connect(url) as conn:
         mv = conn.execute("SELECT metrics, reason, changed_by FROM triage.model_versions WHERE version = 2").fetchone()
@@ -84,8 +84,9 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
     events = _candidate_events()
     assert len(events) == before + 1 and events[-1]["run_id"] == run.run_id
     assert events[-1]["extra"]["version"] == 2 and events[-1]["extra"]["champion_version"] == 1
-    work = state / "retrain"
-    assert [p.name for p in work.iterdir()] and list(work.glob("*/comparison.json"))
+    (work,) = (state / "retrain").iterdir()
+    assert (work / "comparison.json").is_file() and (work / "new_labels.csv").is_file()
+    assert not (work / "candidate").exists()  # the registry holds the model; the working copy is gone
 
 
 def test_quality_failure_blocks_retraining_and_too_few_labels_skip(
@@ -101,6 +102,7 @@ def test_quality_failure_blocks_retraining_and_too_few_labels_skip(
     assert _states(few)["quality_gate"] == "success"
     assert _states(few)["build_training_set"] == "skipped"
     assert {_states(few)[t] for t in ("fine_tune", "evaluate", "register_candidate")} == {"skipped"}
+    assert str(few.state) == "success"
 
     with db.connect(url) as conn:
         conn.execute("INSERT INTO triage.feedback (event_id, ticket_id, kind, intent, urgency, created_at) "
