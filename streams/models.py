@@ -122,6 +122,8 @@ class ModelManager:
         self.loader = loader
         self.current = ModelSet(champion=None)
         self.error: str | None = None
+        # True once the registry has been read: until then "no champion" means "not known yet".
+        self.known = False
         self._cache: dict[int, LoadedModel] = {}
         self._lock = asyncio.Lock()
 
@@ -150,19 +152,30 @@ class ModelManager:
                         mode=dep.mode if dep and challenger else None,
                         percent=dep.percent if dep and challenger else 0.0)
 
+    async def ensure_known(self) -> None:
+        """Wait (retrying with backoff) until the registry has been read once, so that no ticket is
+        sent to people as "no model" only because Postgres was down when the worker started."""
+        from streams.audit import Backoff
+
+        backoff = Backoff(cap=5.0)
+        while not self.known:
+            await self.refresh()
+            if not self.known:
+                await asyncio.sleep(backoff.next())
+
     async def refresh(self) -> bool:
         """Swap in what the registry wants if it differs from `current`; True when swapped."""
         async with self._lock:
             try:
                 wanted = await asyncio.to_thread(read_registry, self.db_url, self.name)
                 if wanted.key == self.current.key:
-                    self.error = None
+                    self.error, self.known = None, True
                     return False
                 new = await asyncio.to_thread(self._build, wanted)
             except Exception as exc:  # noqa: BLE001 - keep serving the models we have; report why
                 self.error = f"model refresh failed: {type(exc).__name__}: {str(exc)[:300]}"
                 log.warning("%s; keeping %s", self.error, self.current.describe())
                 return False
-            old, self.current, self.error = self.current, new, None
+            old, self.current, self.error, self.known = self.current, new, None, True
             log.info("models changed: %s -> %s", old.describe(), new.describe())
             return True

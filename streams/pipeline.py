@@ -132,6 +132,7 @@ class Pipeline:
         work.stages["prepare"] = _ms(t2)
 
         t3 = time.perf_counter()
+        await self.models.ensure_known()
         models = self.models.current
         loop = asyncio.get_running_loop()
         results: list[Classified] = await loop.run_in_executor(self.executor, classify, models, work.items) \

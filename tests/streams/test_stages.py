@@ -103,6 +103,16 @@ def test_normalise_keeps_a_message_that_is_only_a_quote() -> None:
     assert normalise("   plain   text  ") == "plain text"
 
 
+@given(st.text(max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_normalise_never_raises_and_keeps_visible_text(text: str) -> None:
+    from streams.normalise import strip_html
+
+    out = normalise(text)
+    if strip_html(text).strip():
+        assert out.strip()
+
+
 def test_prepare_masks_pii_everywhere_it_goes() -> None:
     t = Ticket.model_validate(_ticket(subject="card 4111 1111 1111 1111",
                                       body="Write to anna.schmidt@example.org please. My card has not arrived."))
