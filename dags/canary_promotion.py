@@ -17,6 +17,10 @@ candidate beside the champion and promotes it only when live numbers say it is b
 3. `apply_verdict`: promotes (the old champion is retired) or rolls back (the candidate is rejected, the
    champion is unchanged) in the registry.
 
+4. `stop_if_unsupervised` (a teardown: runs whatever happened) ends the deployment if the run finished
+   without a verdict (a failure after the retries), so that no candidate acts unwatched; it returns to
+   candidate and can be deployed again.
+
 Every step writes a `triage.model_events` row whose `details` hold the numbers behind it, and logs them.
 """
 
@@ -25,7 +29,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, Param, dag, task, teardown
 
 from triage.assets import CANDIDATE_ASSET_NAME, CANDIDATE_ASSET_URI
 from triage.settings import get_settings
@@ -61,12 +65,18 @@ def _asset_version(triggering_asset_events: Any) -> int | None:
 def canary_promotion() -> None:
     @task
     def start_deployment(params: Any = None, triggering_asset_events: Any = None) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from ml.registry import RegistryError
         from monitoring import canary
 
         settings = get_settings()
         requested = (params or {}).get("version") or _asset_version(triggering_asset_events)
-        version = canary.pick_candidate(settings, requested)
-        dep = canary.start(settings, version, mode=(params or {}).get("mode"), changed_by=CHANGED_BY)
+        try:
+            version = canary.pick_candidate(settings, requested)
+            dep = canary.start(settings, version, mode=(params or {}).get("mode"), changed_by=CHANGED_BY)
+        except (RegistryError, canary.CanaryError) as exc:  # needs a person, not a retry
+            raise AirflowFailException(str(exc)) from None
         print(f"{dep.mode} of {dep.name} v{dep.challenger_version} beside champion v{dep.champion_version} "
               f"at {dep.percent:g}% since {dep.started_at.isoformat()}")
         return {"version": dep.challenger_version, "mode": dep.mode, "percent": dep.percent}
@@ -91,14 +101,29 @@ def canary_promotion() -> None:
 
     @task
     def apply_verdict(result: dict[str, Any]) -> str:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from monitoring import canary
 
-        state = canary.conclude(get_settings(), result["deployment_id"], canary.Verdict.from_dict(result),
-                                changed_by=CHANGED_BY)
+        try:
+            state = canary.conclude(get_settings(), result["deployment_id"], canary.Verdict.from_dict(result),
+                                    changed_by=CHANGED_BY)
+        except canary.CanaryError as exc:
+            raise AirflowFailException(str(exc)) from None
         print(f"deployment {result['deployment_id']}: {state}: {result['reason']}")
         return state
 
-    apply_verdict(wait_for_verdict(start_deployment()))
+    @teardown
+    def stop_if_unsupervised(started: dict[str, Any]) -> bool:
+        from monitoring import canary
+
+        stopped = canary.stop_if_active(get_settings(), started["version"], changed_by=CHANGED_BY,
+                                        reason="canary_promotion ended without a verdict; the candidate no longer acts")
+        print("deployment ended: the run finished without a verdict" if stopped else "nothing left running")
+        return stopped
+
+    started = start_deployment()
+    apply_verdict(wait_for_verdict(started)) >> stop_if_unsupervised(started)
 
 
 canary_promotion()

@@ -94,7 +94,7 @@ def retrain_classifier() -> None:
             raise AirflowSkipException(str(exc)) from None
         return ts.work_dir
 
-    @task
+    @task(execution_timeout=timedelta(seconds=get_settings().retrain_time_budget_s * 1.5 + 900))
     def fine_tune(work_dir: str) -> str:
         from ml.retrain import RetrainConfig, fine_tune, load_training_set
 

@@ -436,6 +436,20 @@ def conclude(settings: Settings, deployment_id: int, verdict: Verdict, *, change
     return apply(settings, dep, verdict, changed_by=changed_by)
 
 
+def stop_if_active(settings: Settings, version: int, *, reason: str, changed_by: str) -> bool:
+    """End a still-active deployment of `version` (the canary returns to candidate); True if one was ended."""
+    from ml import registry
+
+    url, name = settings.db_url(), settings.model_name
+    dep = active(url, name)
+    if dep is None or dep.challenger_version != version:
+        return False
+    record(url, name, version, f"{dep.mode} stopped: {reason}", {"step": "stop", "deployment_id": dep.id}, changed_by)
+    registry.end_deployment(url, name, "ended", reason, changed_by=changed_by)
+    log.warning("ended the %s of %s v%s: %s", dep.mode, name, version, reason)
+    return True
+
+
 def step(settings: Settings, *, now: datetime, changed_by: str) -> tuple[str, Verdict | None]:
     """Evaluate the active deployment and act on any verdict; ('none', None) when nothing is deployed."""
     found = evaluate(settings, now=now)

@@ -154,8 +154,10 @@ def test_canary_promotion_promotes_a_better_and_rolls_back_a_worse_candidate(
     run = dagbag.dags["canary_promotion"].test(run_conf={"version": 2})
     assert str(run.state) == "success", _states(run)
     assert _states(run) == {"start_deployment": "success", "wait_for_verdict": "success",
-                            "apply_verdict": "success"}
+                            "apply_verdict": "success", "stop_if_unsupervised": "success"}
     assert _statuses(url) == statuses
+    teardown = next(ti for ti in run.get_task_instances() if ti.task_id == "stop_if_unsupervised")
+    assert teardown.xcom_pull(task_ids="stop_if_unsupervised") is False  # the verdict already ended it
     with db.connect(url) as conn:
         dep = conn.execute("SELECT status, reason, percent FROM triage.deployments").fetchall()
         ev = conn.execute("SELECT changed_by, details FROM triage.model_events WHERE version = 2 "

@@ -292,6 +292,21 @@ def test_shadow_step_promotes_on_the_same_tickets(db_url: str, tmp_path: Path) -
     assert _statuses(db_url) == {1: "retired", 2: "champion"}
 
 
+@pytest.mark.integration
+def test_stop_if_active_ends_only_the_named_deployment(db_url: str, tmp_path: Path) -> None:
+    _models(db_url)
+    settings = settings_for(db_url, tmp_path)
+    assert canary.stop_if_active(settings, 2, reason="run failed", changed_by="test") is False
+    canary.start(settings, 2, changed_by="test")
+    assert canary.stop_if_active(settings, 3, reason="run failed", changed_by="test") is False
+    assert canary.active(db_url, MODEL) is not None
+    assert canary.stop_if_active(settings, 2, reason="run failed", changed_by="test") is True
+    assert canary.active(db_url, MODEL) is None and _statuses(db_url) == {1: "champion", 2: "candidate"}
+    with db.connect(db_url) as conn:
+        row = conn.execute("SELECT status, reason FROM triage.deployments").fetchone()
+    assert (row["status"], row["reason"]) == ("ended", "run failed")
+
+
 def test_pick_candidate_names_the_fix_when_there_is_none(db_url: str, tmp_path: Path) -> None:
     settings = settings_for(db_url, tmp_path)
     with pytest.raises(canary.CanaryError, match="no candidate newer than the champion v0"):
