@@ -112,7 +112,7 @@ class Backoff:
     def next(self) -> float:
         delay = min(self.cap, self.base * 2**self.attempt)
         self.attempt += 1
-        return delay * (0.5 + random.random() / 2)
+        return float(delay * (0.5 + random.random() / 2))
 
 
 StateHook = Callable[[str, str | None], None]

@@ -46,4 +46,4 @@ class Metrics:
                                registry=r)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return bytes(generate_latest(self.registry))
