@@ -90,9 +90,8 @@ def scaling(work: Path, n: int, seed: int, timeout: float) -> dict[str, Any]:
                 for w in procs:
                     w.start()
                 if workers == 2:  # both members hold partitions before the backlog arrives
-                    members = list(procs)
-                    lib.wait_for(lambda: all(json.loads(m.get("/health")).get("partitions") for m in members), 90,
-                                 "both workers to hold partitions")
+                    lib.wait_for(lambda members=procs: all(json.loads(m.get("/health")).get("partitions")
+                                                           for m in members), 90, "both workers to hold partitions")
                 lib.produce(stack.bootstrap, inputs, lib.chunks(inputs, 1, seed)[0])
                 lib.wait_for(lambda: lib.scalar(stack.url, "SELECT count(*) FROM triage.decisions") >= n,
                              timeout, f"{n} decisions with {workers} worker(s)", interval=1.0)
