@@ -59,7 +59,15 @@ lock:
 	(echo '# Pinned by `make lock` from streams/requirements.in: the exact set installed and tested together.'; \
 	  /tmp/triage-lock/stream/bin/pip freeze) > streams/requirements.txt
 
-bench: bench-model bench-stream bench-pii
+# All benchmarks (model, stream, PII, cost growth) in one run: one table -> bench/results/summary.json.
+# BENCH_ARGS=--quick for a smoke run (small backlogs, no training; its figures are not claims).
+bench: install
+	$(OPS)/python bench/run_all.py $(BENCH_ARGS)
+
+# Fault injection, scenarios 1-7 of issue 8, bounded by a time limit: table -> bench/results/chaos.json
+# (CHAOS_ARGS="--tickets 2000 --only 1,3" to scale down or pick scenarios).
+chaos: install
+	$(OPS)/python bench/chaos.py $(CHAOS_ARGS)
 
 # Classifier on Banking77 (read in place from BANKING77_DIR, default /work/shared/data/banking77): accuracy,
 # ECE before/after, int8 vs torch, serving throughput at batch 1/8/32/64, training time -> bench/results/model.json

@@ -158,7 +158,7 @@ def postgres_outage(work: Path, n_tickets: int, seed: int, down_s: float, with_a
         log = w.log_text()[mark:]
         outage = lib.log_lines(log, lib.OUTAGE_LINE)
         recovery = lib.log_lines(log, lib.RECOVERY_LINE)
-        warnings = [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line]
+        warnings = [line for line in log.splitlines() if any(m in line for m in ("[WARNING]", "[ERROR]", "[CRITICAL]"))]
         v = lib.verify(f"3 postgres down {down_s:.0f}s", stack.url, inputs, hook if with_actions else None,
                        {"drained": drained, "actions_settled": settled, "outage_logged": len(outage) >= 1,
                         "recovery_logged": len(recovery) >= 1,
