@@ -7,7 +7,8 @@ candidate only when it is better (`ml.retrain`). The run's upper bound is its da
 drift event's time for a drift-triggered run), never the clock, so a re-run sees the same labels.
 
 1. `quality_gate`: the Great Expectations gate (`monitoring.quality`) on the labels and decisions since
-   the champion's data ended. A critical failure fails the run, naming the expectation and rows.
+   the champion's labels ended. A critical failure fails the run, naming the expectation and rows (also in
+   `triage.quality_results` and the data docs); fix or remove those rows, then clear the task to re-run.
 2. `build_training_set`: base data plus the new labels (corrections repeated
    `TRIAGE_RETRAIN_CORRECTION_WEIGHT` times); the newest `TRIAGE_RETRAIN_HOLDOUT_FRACTION` of labels is
    held out as the recent slice. Fewer than `TRIAGE_RETRAIN_MIN_NEW_LABELS`: skipped, with the counts.
