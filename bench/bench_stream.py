@@ -13,8 +13,9 @@ and measures, in one run on this machine:
 
     .venv-stream/bin/python bench/bench_stream.py [--model DIR] [--backlog N] [--phase-seconds S]
 
-Without --model it uses the newest model in the local store (`triage up`'s registry folder) when one
-exists, else builds the tiny test model with `ml.tiny`; the JSON says which.
+Without --model it uses the newest model in the local store (`triage up`'s registry folder), else the
+MiniLM that `bench-model` trains (.triage/bench/banking77), else builds the tiny test model with
+`ml.tiny`; the JSON says which.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ def pick_model(arg: str | None, work: Path) -> tuple[Path, str]:
                       key=lambda p: int(p.name)) if store.is_dir() else []
     if versions:
         return versions[-1], "newest version in the local model store"
+    banking = ROOT / ".triage" / "bench" / "banking77"
+    if (banking / "model.int8.onnx").is_file():
+        return banking, ("MiniLM trained on Banking77 by bench-model (77-class 'category' head, no intent/urgency: "
+                         "decisions route by the policy's fallback rules; compute per ticket is the same)")
     out = work / "tiny-model"
     say("no trained model in the local store: building the tiny model with ml.tiny (ops environment)")
     subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "ml.tiny", str(out)], cwd=ROOT, check=True,
