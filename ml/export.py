@@ -92,8 +92,10 @@ class _quiet_logging:
 
 def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantisation of the encoder's MatMul/Attention weights (activations quantised at
-    run time). The classification heads stay fp32: they are tiny, and their rounding error would
-    land directly on the logits."""
+    run time), per output channel and with 7-bit weight range: on x86 CPUs without VNNI the 8-bit
+    u8 x s8 products can saturate, and per-tensor scales lost 1 point on Banking77 validation where
+    these settings lose 0.4. The classification heads stay fp32: they are tiny, and their rounding
+    error would land directly on the logits."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -101,6 +103,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     heads = [n.name for n in graph.node if n.name.startswith("/heads/")]
     with _quiet_logging():
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=heads,
+                         per_channel=True, reduce_range=True,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 
@@ -160,7 +163,7 @@ def parity_check(model: MultiHeadClassifier, model_dir: Path, texts: Sequence[st
                 r["int8_accuracy"] = float((q_arg[keep] == y).mean())
                 r["fp32_accuracy"] = float((f_arg[keep] == y).mean())
                 drop = r["torch_accuracy"] - r["int8_accuracy"]
-                if drop > MAX_INT8_DROP:
+                if drop > MAX_INT8_DROP + 1e-9:  # 0.93 - 0.92 is 0.0100000000000001 in floats
                     problems.append(f"{head}: int8 accuracy {r['int8_accuracy']:.2%} is {drop * 100:.2f} points "
                                     f"below torch {r['torch_accuracy']:.2%} (> 1 point)")
         report[head] = r

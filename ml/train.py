@@ -339,11 +339,15 @@ def finish(model: Any, tokenizer: Any, args: TrainingArgs, train_ds: Dataset, va
     layout.write_json(out, layout.TRAINING_ARGS, asdict(args))
     write_reference(out, train_ds, args)
     if args.export:
-        from ml.export import export_onnx, parity_check
+        from ml.export import ParityError, export_onnx, parity_check
 
         export_onnx(model, out)
-        metrics["parity"] = parity_check(model, out, val_ds.texts, val_ds.labels,
-                                         threads=args.threads or 2)
+        try:
+            metrics["parity"] = parity_check(model, out, val_ds.texts, val_ds.labels, threads=args.threads or 2)
+        except ParityError as exc:
+            metrics["parity_error"] = str(exc)
+            layout.write_json(out, layout.METRICS, metrics)  # a refused export still says how the model did
+            raise
     return metrics
 
 
