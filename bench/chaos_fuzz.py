@@ -112,7 +112,7 @@ def policies() -> st.SearchStrategy[str]:
                 _set(data, paths[idx % len(paths)], value)
             except (KeyError, IndexError, TypeError):
                 continue
-        return yaml.safe_dump(data, allow_unicode=True)
+        return str(yaml.safe_dump(data, allow_unicode=True))
 
     return st.one_of(
         st.text(max_size=400),

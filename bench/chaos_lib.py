@@ -396,17 +396,20 @@ def wait_drained(url: str, inputs: Inputs, timeout: float, extra_dlq: int = 0) -
 
 
 def wait_actions_settled(url: str, receiver: WebhookReceiver, timeout: float) -> bool:
-    """Wait until no webhook action is pending or failed and every delivered key reached the receiver."""
+    """Wait until drafting has caught up (every decision that takes an action has one in the outbox) and no
+    webhook action is pending or failed; the receiver then holds every delivered key."""
     def settled() -> bool:
         try:
+            waiting = scalar(url, "SELECT count(*) FROM triage.decisions d WHERE d.route <> 'auto_resolve' AND "
+                                  "NOT EXISTS (SELECT 1 FROM triage.actions a WHERE a.ticket_id = d.ticket_id)")
             open_ = scalar(url, "SELECT count(*) FROM triage.actions WHERE adapter = 'webhook' "
                                 "AND status IN ('pending', 'failed')")
         except psycopg.Error:
             return False
-        return open_ == 0
+        return waiting == 0 and open_ == 0
 
     try:
-        wait_for(settled, timeout, "the webhook outbox to be delivered", interval=1.0)
+        wait_for(settled, timeout, "drafting to catch up and the webhook outbox to be delivered", interval=2.0)
         return True
     except TimeoutError as exc:
         say(str(exc))
