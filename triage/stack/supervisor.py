@@ -86,7 +86,7 @@ def health(settings: Settings) -> dict[str, str | None]:
         "postgres": check_database(settings),
         "kafka": check_broker(settings.bootstrap_servers),
     }
-    if settings.airflow:
+    if settings.airflow and state.get("airflow", True):  # a stack started with --no-airflow has none
         result["airflow"] = af.check_airflow(settings.airflow_port)
     result["llm"] = _llm_health(settings)
     result["worker"] = check_worker(settings.worker_port)
@@ -147,7 +147,14 @@ class Supervisor:
             name: {"pid": p.pid, "log": str(self.logs / f"{name}.log"), "where": self.where.get(name, "")}
             for name, p in self.procs.items()
         }
-        self.state.write({"supervisor": os.getpid(), "started_at": datetime.now(UTC).isoformat(), "parts": parts})
+        self.state.write(
+            {
+                "supervisor": os.getpid(),
+                "started_at": datetime.now(UTC).isoformat(),
+                "airflow": self.settings.airflow,
+                "parts": parts,
+            }
+        )
 
     def start_postgres(self) -> None:
         s = self.settings
