@@ -24,15 +24,21 @@ TEXTS = [
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_batch_predictions_match_single_predictions_in_input_order(tiny_model: Path) -> None:
-    clf = Classifier.load(tiny_model, threads=1)
+@pytest.mark.parametrize(("int8", "tolerance"), [(False, 1e-4), (True, 0.05)])
+def test_batch_predictions_match_single_predictions_in_input_order(tiny_model: Path, int8: bool,
+                                                                   tolerance: float) -> None:
+    """Sorting and padding inside a batch must not change answers. Dynamic int8 quantises activations
+    with a scale taken over the whole batch, so its confidences may move slightly with the company."""
+    clf = Classifier.load(tiny_model, threads=1, int8=int8)
     batch = clf.predict(TEXTS)
     assert len(batch.predictions) == len(TEXTS) and batch.latency_ms > 0
     for text, pred in zip(TEXTS, batch.predictions, strict=True):
         single = clf.predict([text]).predictions[0]
         for head in ("intent", "urgency"):
-            assert pred[head].label == single[head].label
-            assert pred[head].confidence == pytest.approx(single[head].confidence, abs=1e-4)
+            margin = single[head].top_k[0].score - single[head].top_k[1].score
+            if margin > 2 * tolerance:  # a near-tie may legitimately flip under int8
+                assert pred[head].label == single[head].label
+            assert pred[head].confidence == pytest.approx(single[head].confidence, abs=tolerance)
 
 
 def test_heads_topk_and_confidence(tiny_model: Path) -> None:
