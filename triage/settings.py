@@ -93,11 +93,14 @@ class Settings(BaseModel):
     llm_python: Path = Field(
         PROJECT_ROOT / ".venv-llm" / "bin" / "python", description="Python of the optional local-LLM environment"
     )
-    llm_timeout_s: float = Field(8.0, gt=0, le=300, description="Per-attempt timeout of one LLM request")
+    llm_timeout_s: float = Field(20.0, gt=0, le=300, description="Per-attempt timeout of one LLM request")
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries of an LLM request on 429/5xx")
-    llm_max_concurrency: int = Field(4, ge=1, le=256, description="LLM requests in flight per worker")
+    llm_max_concurrency: int = Field(
+        1, ge=1, le=256, description="LLM requests in flight per worker (local llama.cpp serves one at a time; "
+        "raise it for a hosted API)"
+    )
     llm_temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature of drafts")
-    llm_max_tokens: int = Field(256, ge=16, le=8192, description="Most tokens a draft may generate")
+    llm_max_tokens: int = Field(200, ge=16, le=8192, description="Most tokens a draft may generate")
     llm_prices: Json[dict[str, ModelPrice]] = Field(
         {"smollm2-135m-instruct": ModelPrice(input_per_mtok=0.0, output_per_mtok=0.0)},
         description='JSON price table, model -> {"input_per_mtok": usd, "output_per_mtok": usd}; '
@@ -108,7 +111,7 @@ class Settings(BaseModel):
         description='JSON budgets, workflow -> {"hour_tokens", "hour_usd", "day_tokens", "day_usd"}',
     )
     draft_deadline_s: float = Field(
-        20.0, gt=0, le=600, description="Longest a ticket waits for its draft before the fallback serves"
+        30.0, gt=0, le=600, description="Longest a ticket waits for its draft before the fallback serves"
     )
     draft_fallback: str = Field(
         "template", pattern=r"^(template|human_queue)$",

@@ -138,7 +138,7 @@ def test_model_draft_kept_with_envelope_and_delivered(db_url: str, hook: Webhook
         "draft.card_arrival",
         "ok",
     )
-    assert row["prompt_version"] == "1+base.1" and row["finish_reason"] == "stop"
+    assert row["prompt_version"] == "1+base.2" and row["finish_reason"] == "stop"
     assert row["tokens_in"] > 0 and row["tokens_out"] > 0 and row["cost_usd"] > 0 and row["latency_ms"] > 0
     assert row["request"]["messages"][1]["content"].count("Where is my new card?") == 1
     assert row["request"]["sent"] is True

@@ -79,7 +79,7 @@ def test_every_intent_has_a_versioned_prompt_whose_template_passes_the_guardrail
     settings = load_settings({})
     for intent in INTENTS:
         prompt, reply = template_reply(intent)
-        assert prompt.id == f"draft.{intent}" and prompt.version.endswith("+base.1")
+        assert prompt.id == f"draft.{intent}" and prompt.version.endswith("+base.2")
         v = check_draft(
             reply,
             ticket="",

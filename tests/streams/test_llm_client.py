@@ -187,7 +187,9 @@ def test_real_llama_cpp_server_with_smollm2(tmp_path: Path) -> None:
     from triage.stack.llm import EmbeddedLLM
     from triage.stack.procs import free_port, stop_group
 
-    settings = load_settings({"TRIAGE_LLM_PORT": str(free_port()), "TRIAGE_STATE_DIR": str(tmp_path)})
+    settings = load_settings(
+        {"TRIAGE_LLM_PORT": str(free_port()), "TRIAGE_STATE_DIR": str(tmp_path), "TRIAGE_LLM_TIMEOUT_S": "60"}
+    )
     proc = EmbeddedLLM(settings, tmp_path / "llm.log").start()
     try:
         assert settings.llm_url is not None
