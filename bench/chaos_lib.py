@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -61,11 +62,19 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def tiny_model() -> Path:
-    """The small real model that the stream tests build with `ml.tiny` (cached under .triage/test-cache)."""
-    from tests.streams.conftest import _source_key
+def _model_key() -> str:
+    """Hash of what the tiny model is built from (the same inputs as the test suite's cache key)."""
+    h = hashlib.sha256()
+    for path in sorted([*(PROJECT_ROOT / "ml").rglob("*.py"), PROJECT_ROOT / "triage" / "labels.py",
+                        PROJECT_ROOT / "triage" / "simulator.py", PROJECT_ROOT / "triage" / "sim_text.py"]):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
-    out = PROJECT_ROOT / ".triage" / "test-cache" / f"tiny-{_source_key()}"
+
+def tiny_model() -> Path:
+    """The small real model that `ml.tiny` builds, cached under .triage/test-cache by the hash of its sources."""
+    out = PROJECT_ROOT / ".triage" / "test-cache" / f"tiny-{_model_key()}"
     if (out / "model.int8.onnx").is_file():
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
@@ -94,15 +103,24 @@ class Stack:
         return self.kafka.bootstrap
 
     def start(self) -> Stack:
+        """Start both services and prepare the database; on any failure stop whatever was started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> Stack:
         from ml import registry
 
+        model = tiny_model()
         self.pg_proc = self.pg.start()
         self.kafka_proc = self.kafka.start()
         ensure_topics(self.bootstrap, TOPICS, PARTITIONS)
         db.ensure_database(self.pg.url(), "triage")
         self.url = self.pg.url("triage")
         db.migrate(self.url)
-        registry.register(self.url, tiny_model(), name=MODEL_NAME, status="champion", changed_by="chaos",
+        registry.register(self.url, model, name=MODEL_NAME, status="champion", changed_by="chaos",
                           reason="fault injection", models_dir=self.work / "models")
         return self
 
