@@ -80,6 +80,9 @@ class Outcome:
     draft: Draft | None = None
     reason: str | None = None
     actions: tuple[str, ...] = ()
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: Decimal = Decimal(0)
 
 
 @dataclass
@@ -354,7 +357,17 @@ class Drafter:
 
         keys = await self._with_db("draft store", op)
         self.counts[status] += 1
-        outcome = Outcome(decision.ticket_id, route, status, draft, reason, tuple(keys))
+        outcome = Outcome(
+            decision.ticket_id,
+            route,
+            status,
+            draft,
+            reason,
+            tuple(keys),
+            call.tokens_in,
+            call.tokens_out,
+            call.cost_usd,
+        )
         if self.publish is not None and keys:
             try:
                 await self.publish(outcome)

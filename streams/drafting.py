@@ -86,6 +86,9 @@ class Drafting:
     def observe(self, outcome: Outcome) -> None:
         if outcome.status is not None:
             self.metrics.drafts.labels(outcome.status).inc()
+            self.metrics.llm_tokens.labels("in").inc(outcome.tokens_in)
+            self.metrics.llm_tokens.labels("out").inc(outcome.tokens_out)
+            self.metrics.llm_cost.inc(float(outcome.cost_usd))
 
     def refresh_gauges(self) -> None:
         for snap in self.breakers.snapshots():
