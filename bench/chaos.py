@@ -195,7 +195,8 @@ def llm_faults(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600
         # Warm-up with a healthy backend until drafts reach it: the drafting group has joined and drafts.
         lib.produce(stack.bootstrap, inputs, parts[0])
         lib.wait_for(lambda: len(llm.requests) > 0, 120, "the first draft to reach the LLM")
-        recovered_at = time.time()
+        faults_from = time.time()
+        recovered_at = faults_from
         for name, step, chunks_ in phases:
             with llm.lock:
                 llm.default = step
@@ -234,10 +235,12 @@ def llm_faults(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600
         reasons = lib.fetch(stack.url, "SELECT created_at >= to_timestamp(%s) AS after, status, "
                                        "left(coalesce(error, ''), 120), count(*) FROM triage.llm_calls "
                                        "GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC", (recovered_at,))
-        # How long a ticket waited for its draft: decision committed -> llm_calls row committed.
+        # How long a ticket waited for its draft (decision committed -> llm_calls row committed), for the
+        # tickets decided once faults began (warm-up tickets also waited for the drafting group to join).
         wait_s = float(lib.scalar(stack.url, "SELECT coalesce(ceil(1000 * max(extract(epoch FROM l.created_at - "
                                              "d.decided_at))), 0) FROM triage.llm_calls l JOIN triage.decisions d "
-                                             "USING (ticket_id)")) / 1000.0
+                                             "USING (ticket_id) WHERE d.decided_at >= to_timestamp(%s)",
+                                  (faults_from,))) / 1000.0
         opened = any("open" in e["breaker_states_seen"] for e in evidence)
         v = lib.verify("4 LLM 500/timeout/429", stack.url, inputs, hook,
                        {"drained": drained, "actions_settled": settled, "breaker_opened": opened,
