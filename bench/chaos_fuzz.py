@@ -227,7 +227,8 @@ def hostile_feedback_sample(n: int, seed_: int) -> list[bytes]:
     for i in range(n):
         fb = _feedback()
         fb["event_id"] = f"F-fz-{seed_}-{i}"
-        if rng.random() < 0.6:
-            fb[rng.choice(sorted(fb))] = rng.choice([None, 5, "", "not-a-label", [], "x" * 300])
+        if rng.random() < 0.6:  # any field but the event id, so each event stays one outcome
+            fb[rng.choice(sorted(k for k in fb if k != "event_id"))] = rng.choice([None, 5, "", "not-a-label", [],
+                                                                                 "x" * 300])
         out.append(json.dumps(fb).encode() if rng.random() < 0.9 else rng.randbytes(40))
     return out
