@@ -336,7 +336,7 @@ def fuzz(work: Path, cases: int, e2e_cases: int, seed: int, drain_timeout: float
                            e2e_feedback=len(fb_values), e2e_feedback_outcomes=f, feedback_at=len(fb_at))
     details["checks"] = checks
     return Verdict(scenario=f"6 fuzz {cases} cases + {e2e_cases} e2e", tickets_in=cases + e2e_cases,
-                   decisions=decisions, dlq=dlq, effects=0, duplicates=dup, lost=lost + len(report["crashes"]),
+                   decisions=decisions, dlq=dlq, effects=0, duplicates=dup, lost=lost,
                    passed=all(checks.values()), details=details)
 
 
