@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
+from streams.actions import enqueue_batch
 from triage.names import T_DEAD_LETTERS, T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
 from triage.schemas import DeadLetter, Decision, Feedback, Prediction
 
@@ -177,7 +178,7 @@ class AuditSink:
 
     async def write_batch(self, tickets: Sequence[TicketRow], decisions: Sequence[Decision],
                           dead: Sequence[DeadLetter]) -> None:
-        """One transaction for a micro-batch: masked tickets, decisions and dead letters."""
+        """One transaction for a micro-batch: masked tickets, decisions, their outbox actions, dead letters."""
 
         async def op(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.cursor() as cur:
@@ -187,6 +188,9 @@ class AuditSink:
                     await cur.executemany(_DECISION_SQL, [decision_params(d) for d in decisions])
                 if dead:
                     await cur.executemany(_DEAD_SQL, [dead_params(d) for d in dead])
+            if decisions:
+                # Outbox rows for routes that need no draft (human queue, escalation), in the same transaction.
+                await enqueue_batch(conn, decisions)
 
         await self.retrying("audit write", op)
 

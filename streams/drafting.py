@@ -247,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     from triage.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m streams.drafting", description=main.__doc__)
-    parser.add_argument("--web-port", type=int, default=None, help="health page port (default worker port + 1)")
+    parser.add_argument("--web-port", type=int, default=None, help="web port (default TRIAGE_DRAFTING_PORT)")
     parser.add_argument("--loglevel", default="info")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
     settings = get_settings()
-    app, _ = create_drafting_app(settings, args.web_port or settings.worker_port + 1)
+    app, _ = create_drafting_app(settings, args.web_port or settings.drafting_port)
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     FaustWorker(app, loglevel=args.loglevel, quiet=True, override_logging=True).execute_from_commandline()
     return 0

@@ -63,6 +63,7 @@ class Settings(BaseModel):
     kafka_port: int = Field(9092, ge=1, le=65535, description="Embedded broker port on 127.0.0.1")
     airflow_port: int = Field(8080, ge=1, le=65535, description="Airflow UI / API port")
     worker_port: int = Field(6066, ge=1, le=65535, description="Stream worker web port (health, metrics)")
+    drafting_port: int = Field(6067, ge=1, le=65535, description="Drafting worker web port (/drafting, metrics)")
     kafka_partitions: int = Field(4, ge=1, le=256, description="Partitions per topic created by Triage")
     airflow: bool = Field(True, description="Start Airflow with `triage up`")
     simulator_rate: float = Field(5.0, gt=0, description="Tickets per second that `triage up` simulates")

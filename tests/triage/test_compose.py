@@ -20,6 +20,7 @@ REQUIRED = {
     "airflow-dag-processor",
     "airflow-triggerer",
     "worker",
+    "drafting",
     "llm",
     "metabase",
 }

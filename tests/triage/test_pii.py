@@ -121,8 +121,12 @@ def test_placeholders_are_numbered_per_type_in_order_and_reused_for_equal_values
     result = mask(text)
     assert result.text == ("<EMAIL_1> then <PHONE_1>, <EMAIL_2>, <EMAIL_1> again and card <CARD_1>")
     assert result.counts == {"EMAIL": 3, "PHONE": 1, "CARD": 1}
-    assert result.mapping == {"<EMAIL_1>": "a@x.com", "<PHONE_1>": "+44 7911 123456", "<EMAIL_2>": "b@y.org",
-                              "<CARD_1>": "4111 1111 1111 1111"}
+    assert result.mapping == {
+        "<EMAIL_1>": "a@x.com",
+        "<PHONE_1>": "+44 7911 123456",
+        "<EMAIL_2>": "b@y.org",
+        "<CARD_1>": "4111 1111 1111 1111",
+    }
     assert [f.type for f in result.found] == ["EMAIL", "PHONE", "EMAIL", "EMAIL", "CARD"]
 
 
@@ -235,8 +239,9 @@ def test_find_pii_spans_do_not_overlap():
 
 
 def _run_cli(stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(TRIAGE), "pii", "mask", *args], input=stdin, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [str(TRIAGE), "pii", "mask", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_cli_prints_masked_text_then_a_json_summary_without_values():

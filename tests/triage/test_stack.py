@@ -24,6 +24,7 @@ def _settings(tmp_path: Path, **extra: str):
         "TRIAGE_KAFKA_PORT": str(free_port()),
         "TRIAGE_AIRFLOW_PORT": str(free_port()),
         "TRIAGE_WORKER_PORT": str(free_port()),
+        "TRIAGE_DRAFTING_PORT": str(free_port()),
         **extra,
     }
     return env, load_settings(env)

@@ -96,6 +96,7 @@ def test_up_status_down(tmp_path: Path, tiny_model: Path) -> None:
         status = subprocess.run([TRIAGE, "status"], env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "worker     healthy" in status.stdout
+        assert "drafting   healthy" in status.stdout and "breakers:" in status.stdout
 
         twin = subprocess.run([TRIAGE, "up", "--no-airflow"], env=env, capture_output=True, text=True, timeout=60)
         assert twin.returncode == 1 and "already running" in twin.stderr
@@ -110,7 +111,7 @@ def test_up_status_down(tmp_path: Path, tiny_model: Path) -> None:
             time.sleep(1)
         assert decided >= 10
         parts = state.read()["parts"]
-        assert set(parts) >= {"postgres", "kafka", "worker", "simulator"}
+        assert set(parts) >= {"postgres", "kafka", "worker", "drafting", "simulator"}
     finally:
         down = subprocess.run([TRIAGE, "down"], env=env, capture_output=True, text=True, timeout=180)
         up.wait(timeout=60)

@@ -60,11 +60,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from triage.stack.supervisor import health
+    from triage.stack.supervisor import drafting_summary, health, llm_line
 
-    result = health(get_settings())
+    settings = get_settings()
+    result = health(settings)
+    notes = {"llm": llm_line(settings), "drafting": drafting_summary(settings)}
     for name, reason in result.items():
-        print(f"{name:10} {'healthy' if reason is None else 'UNHEALTHY'}  {reason or ''}".rstrip())
+        note = reason if reason is not None else notes.get(name, "")
+        print(f"{name:10} {'healthy' if reason is None else 'UNHEALTHY'}  {note}".rstrip())
     return 0 if all(r is None for r in result.values()) else 1
 
 

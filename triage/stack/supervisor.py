@@ -24,12 +24,12 @@ from triage.names import TOPICS
 from triage.settings import PROJECT_ROOT, Settings
 from triage.stack import airflow as af
 from triage.stack.kafka import EmbeddedKafka, check_broker, ensure_topics
-from triage.stack.llm import EmbeddedLLM, check_llm, llm_available
+from triage.stack.llm import EmbeddedLLM, check_drafting, check_llm, llm_available
 from triage.stack.postgres import EmbeddedPostgres
 from triage.stack.procs import StackError, pid_alive, require_free_port, spawn, stop_group, wait_until
 
 Say = Callable[[str], None]
-ORDER = ("postgres", "kafka", "llm", "airflow", "worker", "simulator")
+ORDER = ("postgres", "kafka", "llm", "airflow", "worker", "drafting", "simulator")
 
 
 @dataclass
@@ -90,6 +90,7 @@ def health(settings: Settings) -> dict[str, str | None]:
         result["airflow"] = af.check_airflow(settings.airflow_port)
     result["llm"] = _llm_health(settings)
     result["worker"] = check_worker(settings.worker_port)
+    result["drafting"] = _drafting_health(settings)
     sim = parts.get("simulator")
     result["simulator"] = None if sim and pid_alive(int(sim["pid"])) else "not running"
     return result
@@ -99,6 +100,27 @@ def _llm_health(settings: Settings) -> str | None:
     """The drafting backend: an LLM server when one is configured or installed; else templates (healthy)."""
     url = settings.llm_url
     return None if url is None else check_llm(url)
+
+
+def _drafting_health(settings: Settings) -> str | None:
+    """None when the drafting worker answers; breakers that are not closed are named as a note, not a failure."""
+    page = check_drafting(settings.drafting_port)
+    return page if isinstance(page, str) else None
+
+
+def drafting_summary(settings: Settings) -> str:
+    """One line for `triage status`: drafting mode, breaker states, outbox deliveries."""
+    answer = check_drafting(settings.drafting_port)
+    if isinstance(answer, str):
+        return ""
+    page: dict[str, Any] = dict(answer)
+    llm = page.get("llm") or {}
+    breakers = ", ".join(f"{b.get('name')}={b.get('state')}" for b in page.get("breakers") or []) or "none yet"
+    outbox = page.get("outbox") or {}
+    delivered = sum((outbox.get("delivered") or {}).values())
+    parked = sum((outbox.get("parked") or {}).values())
+    mode = llm.get("mode", "?") if isinstance(llm, dict) else "?"
+    return f"{mode}; breakers: {breakers}; delivered {delivered}, parked {parked}"
 
 
 def llm_line(settings: Settings) -> str:
@@ -139,6 +161,7 @@ class Supervisor:
         if s.airflow:
             require_free_port(s.airflow_port, "Airflow", "TRIAGE_AIRFLOW_PORT")
         require_free_port(s.worker_port, "the stream worker", "TRIAGE_WORKER_PORT")
+        require_free_port(s.drafting_port, "the drafting worker", "TRIAGE_DRAFTING_PORT")
         if not s.stream_python.exists():
             raise StackError(f"stream environment not found at {s.stream_python}; run `make install`")
 
@@ -235,6 +258,18 @@ class Supervisor:
         self._record()
         self.say(f"  worker     ready   {self.where['worker']}")
 
+    def start_drafting(self) -> None:
+        """The drafting worker: LLM drafts (or templates), guardrails, budgets, outbox dispatch."""
+        s = self.settings
+        log = self.logs / "drafting.log"
+        argv = [str(s.stream_python), "-m", "streams.drafting", "--web-port", str(s.drafting_port)]
+        self.procs["drafting"] = proc = spawn(argv, log, env=self.child_env(), cwd=PROJECT_ROOT)
+        self._record()
+        wait_until(lambda: _drafting_health(s), 180, "drafting worker", log, proc, interval=1.0)
+        self.where["drafting"] = f"http://127.0.0.1:{s.drafting_port}/drafting"
+        self._record()
+        self.say(f"  drafting   ready   {self.where['drafting']}  ({llm_line(s)})")
+
     def start_simulator(self) -> None:
         s = self.settings
         log = self.logs / "simulator.log"
@@ -262,6 +297,7 @@ class Supervisor:
             if self.settings.airflow:
                 self.start_airflow()
             self.start_worker()
+            self.start_drafting()
             if self.simulate:
                 self.start_simulator()
         except BaseException:
