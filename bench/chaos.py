@@ -391,6 +391,20 @@ SCENARIOS: dict[str, str] = {
 }
 
 
+def git_head() -> str:
+    """The commit the run started from (the shared tree may hold uncommitted edits too: `dirty`)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--tickets", type=int, default=10_000,
@@ -447,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg": os.getloadavg()},
         "tickets_scenario_1": n, "scaled_down": n < 10_000, "time_limit_min": args.time_limit_min,
-        "seed": args.seed, "skipped": skipped, "seconds": timings,
+        "seed": args.seed, "git_head": git_head(), "skipped": skipped, "seconds": timings,
         "scenarios": [v.as_dict() for v in verdicts],
         "all_passed": bool(verdicts) and all(v.passed for v in verdicts) and not skipped,
     }

@@ -186,6 +186,18 @@ def versions(python: Path, packages: tuple[str, ...]) -> dict[str, str]:
         return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
+def git_head() -> str:
+    """The commit the run started from (the shared tree may hold uncommitted edits too: `dirty`)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="smoke run: small backlogs, short phases, no training")
@@ -207,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(table))
     summary = {
-        "created_at": datetime.now(UTC).isoformat(), "quick": args.quick,
+        "created_at": datetime.now(UTC).isoformat(), "quick": args.quick, "git_head": git_head(),
         "machine": {"cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
                     "platform": platform.platform(), "load_avg_start": load_start,
                     "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
