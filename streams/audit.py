@@ -158,8 +158,10 @@ class AuditSink:
                     await self._drop()
                     delay = backoff.next()
                     reason = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-                    log.warning("postgres unavailable during %s (%s); retry %d in %.1fs", what, reason,
-                                backoff.attempt, delay)
+                    # One line when the outage starts, one when it ends; the retries between are debug.
+                    level = logging.WARNING if backoff.attempt == 1 else logging.DEBUG
+                    log.log(level, "postgres unavailable during %s (%s); consumption paused, retrying with "
+                            "backoff (retry %d in %.1fs)", what, reason, backoff.attempt, delay)
                     self.on_state("postgres", reason)
                     await asyncio.sleep(delay)
 

@@ -173,8 +173,10 @@ class ModelManager:
                     return False
                 new = await asyncio.to_thread(self._build, wanted)
             except Exception as exc:  # noqa: BLE001 - keep serving the models we have; report why
+                first = self.error is None  # warn once per failure spell, not every poll
                 self.error = f"model refresh failed: {type(exc).__name__}: {str(exc)[:300]}"
-                log.warning("%s; keeping %s", self.error, self.current.describe())
+                log.log(logging.WARNING if first else logging.DEBUG, "%s; keeping %s", self.error,
+                        self.current.describe())
                 return False
             old, self.current, self.error, self.known = self.current, new, None, True
             log.info("models changed: %s -> %s", old.describe(), new.describe())

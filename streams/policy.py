@@ -239,6 +239,12 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         raise PolicyError(f"{source}: line {line}: YAML syntax error: {exc.problem or exc}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters)
+        line = text[: exc.position].count("\n") + 1
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise PolicyError(f"{source}: line {line}: character {char} is not allowed in YAML; remove it") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source}: line 1: cannot read the policy as YAML: {exc}") from None
     if node is None or not isinstance(data, dict):
         raise PolicyError(f"{source}: line 1: the policy must be a YAML mapping with version, thresholds, "
                           "rules and default")
@@ -252,7 +258,9 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
         seen: set[Any] = set()
         for i, rule in enumerate(rules):
             rid = rule.get("id") if isinstance(rule, dict) else None
-            if rid is not None and rid in seen:
+            if not isinstance(rid, str | int | float | bool):
+                continue  # not an id at all: the schema check below names its line
+            if rid in seen:
                 raise PolicyError(f"{source}: line {lines.get(('rules', i, 'id'), 1)}: rules.{i}.id: rule id "
                                   f"{rid!r} is used twice; rule ids must be unique")
             seen.add(rid)
@@ -314,6 +322,11 @@ class PolicyWatcher:
         except OSError as exc:
             self.error = f"{self.path}: cannot read the policy file ({exc.strerror or exc}); keeping " \
                          f"policy {self.current.version}"
+            return False
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            self.error = f"{self.path}: line {line}: the policy file is not UTF-8 text; save it as UTF-8; " \
+                         f"keeping policy {self.current.version}"
             return False
         sha = hashlib.sha256(text.encode()).hexdigest()
         if sha == self.current.sha256:

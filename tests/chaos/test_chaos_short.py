@@ -45,8 +45,6 @@ def test_postgres_down_5s_nothing_lost_and_logged(outage: Verdict) -> None:
     assert checks["outage_logged"] and checks["recovery_logged"], _explain(v)
 
 
-@pytest.mark.xfail(strict=True, reason="streams/audit.py logs a WARNING on every retry of an outage, not one line "
-                                       "(see bench/results/chaos.json, scenario 3)")
 def test_postgres_outage_logs_exactly_one_line_each(outage: Verdict) -> None:
     assert outage.details["outage_lines"] == 1 and outage.details["recovery_lines"] == 1, _explain(outage)
 
@@ -64,8 +62,6 @@ def test_decoders_survive_500_hostile_cases(fuzz_report: dict[str, Any]) -> None
     assert not report["unexplained"], report["unexplained"]
 
 
-@pytest.mark.xfail(strict=True, reason="streams/policy.py parse_policy lets yaml.ReaderError (control characters) "
-                                       "and TypeError (a list as a rule id) escape instead of PolicyError")
 def test_policy_loader_gives_a_clear_error_for_every_bad_file(fuzz_report: dict[str, Any]) -> None:
     assert not fuzz_report["crashes"], fuzz_report["crashes"][:3]
 

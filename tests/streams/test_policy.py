@@ -112,3 +112,21 @@ def test_watcher_reloads_good_files_and_refuses_bad_ones(tmp_path: Path) -> None
 
     path.unlink()
     assert w.check() is False and "cannot read" in (w.error or "") and w.current.version == second
+
+
+def test_hostile_files_are_policy_errors_not_crashes(tmp_path: Path) -> None:
+    """Found by the chaos fuzzer: control characters, a list as a rule id, a file that is not UTF-8."""
+    with pytest.raises(PolicyError, match=r"line 2: character U\+0004 is not allowed in YAML"):
+        parse_policy("version: x\nrules: \x04\n", "p.yaml")
+    bad_id = TEXT.replace("- id: ", "- id: [a, b]\n    note: ", 1)
+    with pytest.raises(PolicyError, match=r"line \d+: rules\.0\.id"):
+        parse_policy(bad_id, "p.yaml")
+    path = tmp_path / "policy.yaml"
+    path.write_text(TEXT)
+    w = PolicyWatcher(path)
+    before = w.current.version
+    path.write_bytes(TEXT.encode().replace(b"version", b"\xff\xfeversion", 1))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert w.check() is False
+    assert "not UTF-8" in (w.error or "") and w.current.version == before
