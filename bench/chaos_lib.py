@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import json
 import os
@@ -39,7 +38,6 @@ from triage.stack.postgres import EmbeddedPostgres
 from triage.stack.procs import free_port, spawn, stop_group
 
 STREAM_PYTHON = PROJECT_ROOT / ".venv-stream" / "bin" / "python"
-OPS_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
 MODEL_NAME = "triage-classifier"
 PARTITIONS = 4
 OUTAGE_LINE = "postgres unavailable"
@@ -62,29 +60,11 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def _model_key() -> str:
-    """Hash of what the tiny model is built from (the same inputs as the test suite's cache key)."""
-    h = hashlib.sha256()
-    for path in sorted([*(PROJECT_ROOT / "ml").rglob("*.py"), PROJECT_ROOT / "triage" / "labels.py",
-                        PROJECT_ROOT / "triage" / "simulator.py", PROJECT_ROOT / "triage" / "sim_text.py"]):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def tiny_model() -> Path:
-    """The small real model that `ml.tiny` builds, cached under .triage/test-cache by the hash of its sources."""
-    out = PROJECT_ROOT / ".triage" / "test-cache" / f"tiny-{_model_key()}"
-    if (out / "model.int8.onnx").is_file():
-        return out
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    result = subprocess.run([str(OPS_PYTHON), "-m", "ml.tiny", str(tmp)], cwd=PROJECT_ROOT, capture_output=True,
-                            text=True, timeout=600, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"ml.tiny failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    with contextlib.suppress(OSError):  # another process built it first
-        tmp.rename(out)
-    return out
+    """The small real model that `ml.tiny` builds, cached by the hash of its sources."""
+    from ml.tiny import cached_tiny_model
+
+    return cached_tiny_model()
 
 
 class Stack:

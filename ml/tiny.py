@@ -8,6 +8,10 @@ thresholds). For tests and for stream development; its predictions are weak on p
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -61,6 +65,41 @@ def build_tiny_model(out_dir: Path, seed: int = 0, rows: int = 600, epochs: int 
                             seed=seed, progress=False, reference_rows=500)
         train(args, say=(lambda _m: None) if say is None else say, dataset=ds)  # type: ignore[arg-type]
     return out_dir
+
+
+def _source_key() -> str:
+    """Hash of what the tiny model is built from: a change to any of it means a new cached model."""
+    from triage.settings import PROJECT_ROOT
+
+    h = hashlib.sha256()
+    sources = [*(PROJECT_ROOT / "ml").rglob("*.py")]
+    sources += [PROJECT_ROOT / "triage" / name for name in ("labels.py", "simulator.py", "sim_text.py")]
+    for path in sorted(sources):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_tiny_model(cache_dir: Path | None = None) -> Path:
+    """The tiny model folder, built once per source version under `.triage/test-cache` (tests, chaos runs).
+
+    Built by `python -m ml.tiny` in the ops environment, so it can be asked for from the stream
+    environment too (which has no torch). Safe when several processes ask at once.
+    """
+    from triage.settings import PROJECT_ROOT
+
+    out = (cache_dir or PROJECT_ROOT / ".triage" / "test-cache") / f"tiny-{_source_key()}"
+    if (out / "model.int8.onnx").is_file():
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    ops_python = PROJECT_ROOT / ".venv" / "bin" / "python"
+    result = subprocess.run([str(ops_python), "-m", "ml.tiny", str(tmp)], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"ml.tiny failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    with contextlib.suppress(OSError):  # another process built it first
+        tmp.rename(out)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

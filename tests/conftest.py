@@ -6,24 +6,17 @@ Tests that need a clean database use `db_url` (a fresh, migrated database per te
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import os
-import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from triage import db
-from triage.settings import PROJECT_ROOT
 from triage.stack.kafka import EmbeddedKafka
 from triage.stack.postgres import EmbeddedPostgres
 from triage.stack.procs import free_port, stop_group
-
-OPS_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
 
 _db_counter = itertools.count()
 
@@ -70,22 +63,6 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop_group(proc.pid)
 
 
-def _source_key() -> str:
-    """Hash of what the tiny model is built from: a change to any of it rebuilds the cached model."""
-    h = hashlib.sha256()
-    for path in sorted(
-        [
-            *(PROJECT_ROOT / "ml").rglob("*.py"),
-            PROJECT_ROOT / "triage" / "labels.py",
-            PROJECT_ROOT / "triage" / "simulator.py",
-            PROJECT_ROOT / "triage" / "sim_text.py",
-        ]
-    ):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """A complete small model folder (ONNX fp32 + int8, tokenizer, label maps) from `ml.tiny`.
@@ -93,22 +70,6 @@ def tiny_model() -> Path:
     Building takes 15-60 s on a busy 2-core machine, so it is cached under `.triage/test-cache`,
     keyed by the hash of its sources.
     """
-    out = PROJECT_ROOT / ".triage" / "test-cache" / f"tiny-{_source_key()}"
-    if (out / "model.int8.onnx").is_file():
-        return out
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    result = subprocess.run(
-        [str(OPS_PYTHON), "-m", "ml.tiny", str(tmp)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, f"ml.tiny failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-    try:
-        tmp.rename(out)
-    except OSError:  # another session built it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    from ml.tiny import cached_tiny_model
+
+    return cached_tiny_model()
