@@ -69,7 +69,7 @@ bench: install
 chaos: install
 	$(OPS)/python bench/chaos.py $(CHAOS_ARGS)
 
-# Classifier on Banking77 (read in place from BANKING77_DIR, default /work/shared/data/banking77): accuracy,
+# Classifier on Banking77 (read in place from BANKING77_DIR, default ../shared/data/banking77): accuracy,
 # ECE before/after, int8 vs torch, serving throughput at batch 1/8/32/64, training time -> bench/results/model.json
 bench-model: install
 	$(OPS)/python bench/bench_model.py $(BENCH_MODEL_ARGS)

@@ -1,6 +1,6 @@
 """Banking77 benchmark of the classifier: accuracy, calibration, int8 parity, serving throughput, training time.
 
-Trains the default MiniLM base on /work/shared/data/banking77/train.csv (read in place, never copied),
+Trains the default MiniLM base on ../shared/data/banking77/train.csv (read in place, never copied),
 evaluates on test.csv, and writes bench/results/model.json with the machine and library versions.
 
     .venv/bin/python bench/bench_model.py [--data-dir DIR] [--epochs N] [--out-model DIR]
@@ -24,7 +24,8 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = Path(os.environ.get("BANKING77_DIR", "/work/shared/data/banking77"))
+# The shared data folder sits beside the checkout (../shared/data/banking77); BANKING77_DIR overrides it.
+DEFAULT_DATA = Path(os.environ.get("BANKING77_DIR", Path(__file__).resolve().parents[2] / "shared/data/banking77"))
 TARGETS = {"accuracy": 0.930, "ece_after": 0.03, "int8_drop_pt": 0.5, "train_minutes": 20.0,
            "throughput_b32": 400.0}
 
