@@ -91,8 +91,9 @@ def health(settings: Settings) -> dict[str, str | None]:
     result["llm"] = _llm_health(settings)
     result["worker"] = check_worker(settings.worker_port)
     result["drafting"] = _drafting_health(settings)
-    sim = parts.get("simulator")
-    result["simulator"] = None if sim and pid_alive(int(sim["pid"])) else "not running"
+    if state.get("simulator", True):  # a stack started with --no-simulator has none
+        sim = parts.get("simulator")
+        result["simulator"] = None if sim and pid_alive(int(sim["pid"])) else "not running"
     return result
 
 
@@ -175,6 +176,7 @@ class Supervisor:
                 "supervisor": os.getpid(),
                 "started_at": datetime.now(UTC).isoformat(),
                 "airflow": self.settings.airflow,
+                "simulator": self.simulate,
                 "parts": parts,
             }
         )
