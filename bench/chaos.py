@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make the project root importab
 
 from bench import chaos_lib as lib
 from bench.chaos_lib import Stack, Verdict, WebhookReceiver, say
+from bench.run_all import git_head
 from triage.names import TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_RAW
 from triage.settings import PROJECT_ROOT
 
@@ -389,20 +390,6 @@ SCENARIOS: dict[str, str] = {
     "1": "kill -9 x5 with restart", "2": "two workers, one killed", "3": "postgres down 20s",
     "4": "LLM failing/timeouts/429", "5": "webhook down 60s", "6": "hypothesis fuzz", "7": "budget, two workers",
 }
-
-
-def git_head() -> str:
-    """The commit the run started from (the shared tree may hold uncommitted edits too: `dirty`)."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + (" dirty" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:

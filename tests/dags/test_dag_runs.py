@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.dags.airflow_helpers import asset_events, task_states
 from tests.monitoring import fixtures
 from tests.monitoring.conftest import fresh_db
 from tests.monitoring.seed import seed_window, write_reference
@@ -16,24 +17,6 @@ from triage.assets import DRIFT_ASSET_URI
 pytestmark = pytest.mark.integration
 
 T = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
-
-
-def _states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def _asset_events() -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(AssetEvent.extra, AssetEvent.source_run_id)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetModel.uri == DRIFT_ASSET_URI)
-        ).all()
-    return [{"extra": r[0], "run_id": r[1]} for r in rows]
 
 
 def test_drift_report_run_writes_the_row_and_emits_the_asset_only_on_drift(
@@ -54,20 +37,20 @@ def test_drift_report_run_writes_the_row_and_emits_the_asset_only_on_drift(
     reports = tmp_path / "reports"
     triage_db_env(url, TRIAGE_REPORTS_DIR=str(reports))
     dag = dagbag.dags["drift_report"]
-    before = len(_asset_events())
+    before = len(asset_events(DRIFT_ASSET_URI))
 
     drifted = dag.test(logical_date=T + timedelta(hours=1))
     assert str(drifted.state) == "success"
     assert drifted.data_interval_start == T and drifted.data_interval_end == T + timedelta(hours=1)
-    assert _states(drifted) == {"check_window": "success", "emit_drift_event": "success"}
-    events = _asset_events()
+    assert task_states(drifted) == {"check_window": "success", "emit_drift_event": "success"}
+    events = asset_events(DRIFT_ASSET_URI)
     assert len(events) == before + 1
     assert events[-1]["run_id"] == drifted.run_id
     assert events[-1]["extra"]["model_version"] == 3 and events[-1]["extra"]["reasons"]
 
     thin = dag.test(logical_date=T + timedelta(hours=2))
-    assert _states(thin) == {"check_window": "success", "emit_drift_event": "skipped"}
-    assert len(_asset_events()) == before + 1
+    assert task_states(thin) == {"check_window": "success", "emit_drift_event": "skipped"}
+    assert len(asset_events(DRIFT_ASSET_URI)) == before + 1
 
     with db.connect(url) as conn:
         rows = conn.execute("SELECT window_start, window_end, drift_detected, report_path, model_version "
@@ -85,8 +68,8 @@ def test_metrics_rollup_run_builds_the_marts(dagbag, pg_server, triage_db_env, t
     seed_window(url, now - timedelta(hours=1), now, 120, seed=31, canary_share=0.1)
     state = triage_db_env(url)
     run = dagbag.dags["metrics_rollup"].test(logical_date=now)
-    assert str(run.state) == "success", _states(run)
-    assert _states(run) == {"source_freshness": "success", "dbt_build": "success"}
+    assert str(run.state) == "success", task_states(run)
+    assert task_states(run) == {"source_freshness": "success", "dbt_build": "success"}
     with db.connect(url) as conn:
         row = conn.execute("SELECT sum(tickets) AS n FROM analytics.agg_triage_kpis "
                            "WHERE grain = 'day' AND breakdown = 'overall'").fetchone()
@@ -99,6 +82,6 @@ def test_drift_report_without_a_champion_fails_without_retrying(dagbag, pg_serve
     triage_db_env(url)
     run = dagbag.dags["drift_report"].test(logical_date=T + timedelta(hours=5))
     assert str(run.state) == "failed"
-    assert _states(run) == {"check_window": "failed", "emit_drift_event": "upstream_failed"}
+    assert task_states(run) == {"check_window": "failed", "emit_drift_event": "upstream_failed"}
     (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == "check_window"]
     assert ti.try_number == 1

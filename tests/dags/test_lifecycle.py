@@ -13,30 +13,13 @@ from pathlib import Path
 import pytest
 
 from monitoring import canary
+from tests.dags.airflow_helpers import asset_events, task_states
 from tests.lifecycle import MODEL, beatable_champion, seed_arms, seed_decisions, settings_for
 from tests.monitoring.conftest import fresh_db
 from triage import db
 from triage.assets import CANDIDATE_ASSET_URI
 
 pytestmark = pytest.mark.integration
-
-
-def _states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def _candidate_events() -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(AssetEvent.extra, AssetEvent.source_run_id)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetModel.uri == CANDIDATE_ASSET_URI)
-        ).all()
-    return [{"extra": r[0], "run_id": r[1]} for r in rows]
 
 
 def _statuses(url: str) -> dict[int, str]:
@@ -66,11 +49,11 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
     seed_decisions(url, start, start + timedelta(hours=10), 200, seed=11, accuracy=0.5)
     until = (start + timedelta(hours=12)).replace(microsecond=0)
     state = triage_db_env(url, TRIAGE_RETRAIN_MIN_NEW_LABELS="100", TRIAGE_RETRAIN_EPOCHS="1")
-    before = len(_candidate_events())
+    before = len(asset_events(CANDIDATE_ASSET_URI))
 
     run = dagbag.dags["retrain_classifier"].test(logical_date=until)
-    assert str(run.state) == "success", _states(run)
-    assert set(_states(run).values()) == {"success"} and len(_states(run)) == 6
+    assert str(run.state) == "success", task_states(run)
+    assert set(task_states(run).values()) == {"success"} and len(task_states(run)) == 6
     assert _statuses(url) == {1: "champion", 2: "candidate"}
     with db.connect(url) as conn:
         mv = conn.execute("SELECT metrics, reason, changed_by FROM triage.model_versions WHERE version = 2").fetchone()
@@ -81,7 +64,7 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
     assert retrained["scores"]["recent"]["gain"] >= 0.01 and mv["reason"].startswith("candidate beats the champion")
     assert mv["changed_by"] == "airflow:retrain_classifier"
     assert gate and all(r["success"] for r in gate)
-    events = _candidate_events()
+    events = asset_events(CANDIDATE_ASSET_URI)
     assert len(events) == before + 1 and events[-1]["run_id"] == run.run_id
     assert events[-1]["extra"]["version"] == 2 and events[-1]["extra"]["champion_version"] == 1
     (work,) = (state / "retrain").iterdir()
@@ -99,9 +82,9 @@ def test_quality_failure_blocks_retraining_and_too_few_labels_skip(
     dag = dagbag.dags["retrain_classifier"]
 
     few = dag.test(logical_date=(start + timedelta(hours=3)).replace(microsecond=0))
-    assert _states(few)["quality_gate"] == "success"
-    assert _states(few)["build_training_set"] == "skipped"
-    assert {_states(few)[t] for t in ("fine_tune", "evaluate", "register_candidate")} == {"skipped"}
+    assert task_states(few)["quality_gate"] == "success"
+    assert task_states(few)["build_training_set"] == "skipped"
+    assert {task_states(few)[t] for t in ("fine_tune", "evaluate", "register_candidate")} == {"skipped"}
     assert str(few.state) == "success"
 
     with db.connect(url) as conn:
@@ -111,8 +94,8 @@ def test_quality_failure_blocks_retraining_and_too_few_labels_skip(
     capsys.readouterr()
     blocked = dag.test(logical_date=(start + timedelta(hours=4)).replace(microsecond=0))
     assert str(blocked.state) == "failed"
-    assert _states(blocked)["quality_gate"] == "failed"
-    assert _states(blocked)["build_training_set"] == "upstream_failed"
+    assert task_states(blocked)["quality_gate"] == "failed"
+    assert task_states(blocked)["build_training_set"] == "upstream_failed"
     out = capsys.readouterr()
     assert "retraining blocked: critical data quality failure" in out.out + out.err
     with db.connect(url) as conn:
@@ -152,8 +135,8 @@ def test_canary_promotion_promotes_a_better_and_rolls_back_a_worse_candidate(
               challenger=(2, accuracy), seed=13)
 
     run = dagbag.dags["canary_promotion"].test(run_conf={"version": 2})
-    assert str(run.state) == "success", _states(run)
-    assert _states(run) == {"start_deployment": "success", "wait_for_verdict": "success",
+    assert str(run.state) == "success", task_states(run)
+    assert task_states(run) == {"start_deployment": "success", "wait_for_verdict": "success",
                             "apply_verdict": "success", "stop_if_unsupervised": "success"}
     assert _statuses(url) == statuses
     teardown = next(ti for ti in run.get_task_instances() if ti.task_id == "stop_if_unsupervised")
@@ -179,14 +162,14 @@ def test_rollback_model_restores_the_previous_champion_from_params(dagbag, pg_se
     dag = dagbag.dags["rollback_model"]
 
     no_reason = dag.test(run_conf={"model": MODEL})
-    assert _states(no_reason) == {"rollback": "failed"}
+    assert task_states(no_reason) == {"rollback": "failed"}
     assert _statuses(url) == {1: "retired", 2: "champion"}
 
     unknown = dag.test(run_conf={"model": MODEL, "reason": "complaints about v2 routing"})
-    assert _states(unknown) == {"rollback": "failed"}  # v1 never became champion through the registry
+    assert task_states(unknown) == {"rollback": "failed"}  # v1 never became champion through the registry
 
     run = dag.test(run_conf={"model": MODEL, "version": 1, "reason": "complaints about v2 routing"})
-    assert _states(run) == {"rollback": "success"}
+    assert task_states(run) == {"rollback": "success"}
     assert _statuses(url) == {1: "champion", 2: "retired"}
     last = registry.events(url, MODEL)[-1]
     assert (last["version"], last["to_status"]) == (1, "champion")
@@ -203,9 +186,9 @@ def test_data_quality_fails_on_a_window_with_bad_labels(dagbag, pg_server, triag
     triage_db_env(url)
     dag = dagbag.dags["data_quality"]
     good = dag.test(logical_date=t)
-    assert good.data_interval_end == t and _states(good) == {"validate": "success"}
+    assert good.data_interval_end == t and task_states(good) == {"validate": "success"}
     bad = dag.test(logical_date=t + timedelta(days=1))
-    assert _states(bad) == {"validate": "failed"}
+    assert task_states(bad) == {"validate": "failed"}
     with db.connect(url) as conn:
         rows = conn.execute("SELECT run_key, success, critical_failures FROM triage.quality_results "
                             "WHERE suite = 'labels' ORDER BY run_key").fetchall()
