@@ -25,10 +25,11 @@ from typing import Any, Protocol
 
 import httpx
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from streams.breaker import BreakerBoard
+from triage.db import insert_from_json
 from triage.names import T_ACTIONS, T_WORK_QUEUE, qualified
 from triage.pii import mask
 from triage.schemas import Decision
@@ -52,10 +53,9 @@ WEBHOOK, WORK_QUEUE = "webhook", "work_queue"
 # Answers that will never succeed however often they are retried (the action is parked at once).
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 415, 422})
 
-_INSERT = (
-    f"INSERT INTO {qualified(T_ACTIONS)} (action_id, ticket_id, kind, adapter, idempotency_key, payload) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key"
-)
+_INSERT = insert_from_json(qualified(T_ACTIONS), {
+    "action_id": "text", "ticket_id": "text", "kind": "text", "adapter": "text", "idempotency_key": "text",
+    "payload": "jsonb"}, conflict="idempotency_key", returning="idempotency_key")
 _CLAIM = (
     f"UPDATE {qualified(T_ACTIONS)} SET next_attempt_at = now() + make_interval(secs => %(lease)s), "
     "updated_at = now() WHERE action_id IN ("
@@ -156,6 +156,33 @@ def build_payload(
     }
 
 
+def _action_rows(decision: Decision, draft: Draft | None, route: str | None, reason: str | None,
+                 webhook: bool) -> list[dict[str, Any]]:
+    """The outbox rows of one decision, as JSON for `_INSERT`."""
+    route = route or decision.route
+    reason = reason if reason is not None else decision.reason
+    pairs = actions_for(route, draft is not None, webhook)
+    if not pairs:
+        return []
+    text, withheld = payload_text(decision)
+    payload = build_payload(decision, draft, route, reason, text, withheld)
+    rows = []
+    for kind, adapter in pairs:
+        key = f"{decision.ticket_id}:{kind}:{adapter}"
+        rows.append({"action_id": key, "ticket_id": decision.ticket_id, "kind": kind, "adapter": adapter,
+                     "idempotency_key": key, "payload": payload})
+    return rows
+
+
+async def _insert(conn: psycopg.AsyncConnection[Any], rows: list[dict[str, Any]]) -> list[str]:
+    """Insert outbox rows in one statement; return the keys that were new."""
+    if not rows:
+        return []
+    async with conn.cursor(row_factory=tuple_row) as cur:  # callers' connections may use dict rows
+        await cur.execute(_INSERT, (Jsonb(rows),))
+        return [row[0] for row in await cur.fetchall()]
+
+
 async def enqueue_actions(
     conn: psycopg.AsyncConnection[Any],
     decision: Decision,
@@ -170,32 +197,15 @@ async def enqueue_actions(
     `route` and `reason` override the decision's (the drafting agent sends a ticket to human_queue when
     it cannot draft). Idempotent: a key already in the outbox is skipped.
     """
-    route = route or decision.route
-    reason = reason if reason is not None else decision.reason
     if webhook is None:
         webhook = get_settings().webhook_url is not None
-    pairs = actions_for(route, draft is not None, webhook)
-    if not pairs:
-        return []
-    text, withheld = payload_text(decision)
-    payload = Jsonb(build_payload(decision, draft, route, reason, text, withheld))
-    created: list[str] = []
-    async with conn.cursor() as cur:
-        for kind, adapter in pairs:
-            key = f"{decision.ticket_id}:{kind}:{adapter}"
-            await cur.execute(_INSERT, (key, decision.ticket_id, kind, adapter, key, payload))
-            if await cur.fetchone() is not None:
-                created.append(key)
-    return created
+    return await _insert(conn, _action_rows(decision, draft, route, reason, webhook))
 
 
 async def enqueue_batch(conn: psycopg.AsyncConnection[Any], decisions: Sequence[Decision]) -> list[str]:
-    """`enqueue_actions` for each decision of a micro-batch (what the audit sink calls in its transaction)."""
+    """`enqueue_actions` for every decision of a micro-batch in one round trip (what the audit sink calls)."""
     webhook = get_settings().webhook_url is not None
-    created: list[str] = []
-    for d in decisions:
-        created += await enqueue_actions(conn, d, webhook=webhook)
-    return created
+    return await _insert(conn, [row for d in decisions for row in _action_rows(d, None, None, None, webhook)])
 
 
 class DeliveryError(RuntimeError):

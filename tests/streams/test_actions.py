@@ -225,3 +225,4 @@ def test_enqueue_batch_in_the_callers_transaction(db_url: str) -> None:
     assert sorted(run(go(False))) == ["S-1:human:work_queue", "S-3:escalate:work_queue"]
     assert actions(db_url) == {}, "a rolled-back decision transaction leaves no action behind"
     assert len(run(go(True))) == 2 and len(actions(db_url)) == 2
+    assert run(go(True)) == [], "a replayed batch creates no new action"
