@@ -18,6 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from streams.actions import enqueue_batch
+from triage.db import insert_from_json
 from triage.names import T_DEAD_LETTERS, T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
 from triage.schemas import DeadLetter, Decision, Feedback, Prediction
 
@@ -39,48 +40,46 @@ class TicketRow:
     received_at: Any
 
 
-_TICKET_SQL = (
-    f"INSERT INTO {qualified(T_TICKETS)} (ticket_id, channel, customer_ref, subject_masked, body_masked, "
-    "pii_counts, metadata, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ticket_id) DO NOTHING"
-)
-_DECISION_COLS = (
-    "ticket_id", "channel", "route", "rule_id", "policy_version", "reason", "model_name", "model_version", "arm",
-    "intent", "intent_confidence", "urgency", "urgency_confidence", "abstained", "prediction", "challenger",
-    "challenger_mode", "masked_text", "pii_counts", "latency_ms", "e2e_latency_ms", "inference_ms", "received_at",
-    "decided_at",
-)
-_DECISION_SQL = (
-    f"INSERT INTO {qualified(T_DECISIONS)} ({', '.join(_DECISION_COLS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_DECISION_COLS))}) ON CONFLICT (ticket_id) DO NOTHING"
-)
-_DEAD_SQL = (
-    f'INSERT INTO {qualified(T_DEAD_LETTERS)} (source_topic, partition, "offset", reason, original, encoding, key, '
-    'received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source_topic, partition, "offset") DO NOTHING'
-)
+_TICKETS = insert_from_json(qualified(T_TICKETS), {
+    "ticket_id": "text", "channel": "text", "customer_ref": "text", "subject_masked": "text", "body_masked": "text",
+    "pii_counts": "jsonb", "metadata": "jsonb", "received_at": "timestamptz"}, conflict="ticket_id")
+_DECISION_TYPES = {
+    "ticket_id": "text", "channel": "text", "route": "text", "rule_id": "text", "policy_version": "text",
+    "reason": "text", "model_name": "text", "model_version": "integer", "arm": "text", "intent": "text",
+    "intent_confidence": "double precision", "urgency": "text", "urgency_confidence": "double precision",
+    "abstained": "boolean", "prediction": "jsonb", "challenger": "jsonb", "challenger_mode": "text",
+    "masked_text": "text", "pii_counts": "jsonb", "latency_ms": "jsonb", "e2e_latency_ms": "double precision",
+    "inference_ms": "double precision", "received_at": "timestamptz", "decided_at": "timestamptz",
+}
+_DECISION_COLS = tuple(_DECISION_TYPES)
+_DECISIONS = insert_from_json(qualified(T_DECISIONS), _DECISION_TYPES, conflict="ticket_id", returning="ticket_id")
+_DEAD_LETTERS = insert_from_json(qualified(T_DEAD_LETTERS), {
+    "source_topic": "text", "partition": "integer", "offset": "bigint", "reason": "text", "original": "text",
+    "encoding": "text", "key": "text", "received_at": "timestamptz"}, conflict='source_topic, partition, "offset"')
 _FEEDBACK_SQL = (
     f"INSERT INTO {qualified(T_FEEDBACK)} (event_id, ticket_id, kind, intent, urgency, route, reviewer, comment, "
     "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
 )
 
 
-def ticket_params(row: TicketRow) -> tuple[Any, ...]:
-    return (row.ticket_id, row.channel, row.customer_ref, row.subject_masked, row.body_masked, Jsonb(row.pii_counts),
-            Jsonb(row.metadata), row.received_at)
+def ticket_record(row: TicketRow) -> dict[str, Any]:
+    """The `triage.tickets` row of a prepared ticket, as JSON for `_TICKETS`."""
+    return {"ticket_id": row.ticket_id, "channel": row.channel, "customer_ref": row.customer_ref,
+            "subject_masked": row.subject_masked, "body_masked": row.body_masked, "pii_counts": row.pii_counts,
+            "metadata": row.metadata, "received_at": row.received_at.isoformat()}
 
 
-def decision_params(d: Decision) -> tuple[Any, ...]:
-    """The `triage.decisions` row of a decision (one column per head, predictions as jsonb)."""
+def decision_record(d: Decision) -> dict[str, Any]:
+    """The `triage.decisions` row of a decision (one column per head, predictions as jsonb), as JSON."""
+    record = d.model_dump(mode="json")
     intent, urgency = d.intent, d.urgency
-    abstained = any(h.abstained for h in d.prediction.heads.values())
-    return (
-        d.ticket_id, d.channel, d.route, d.rule_id, d.policy_version, d.reason, d.model_name, d.model_version, d.arm,
-        intent.label if intent else None, intent.confidence if intent else None,
-        urgency.label if urgency else None, urgency.confidence if urgency else None, abstained,
-        Jsonb(d.prediction.model_dump(mode="json")),
-        Jsonb(d.challenger.model_dump(mode="json")) if d.challenger else None, d.challenger_mode,
-        d.masked_text, Jsonb(d.pii_counts), Jsonb(d.latency_ms), d.latency_ms.get("e2e"),
-        d.latency_ms.get("inference"), d.received_at, d.decided_at,
+    record.update(
+        intent=intent.label if intent else None, intent_confidence=intent.confidence if intent else None,
+        urgency=urgency.label if urgency else None, urgency_confidence=urgency.confidence if urgency else None,
+        abstained=any(h.abstained for h in d.prediction.heads.values()),
+        e2e_latency_ms=d.latency_ms.get("e2e"), inference_ms=d.latency_ms.get("inference"),
     )
+    return record
 
 
 def decision_from_row(row: Sequence[Any]) -> Decision:
@@ -96,8 +95,9 @@ def decision_from_row(row: Sequence[Any]) -> Decision:
     )
 
 
-def dead_params(d: DeadLetter) -> tuple[Any, ...]:
-    return (d.source_topic, d.partition, d.offset, d.reason, d.original, d.encoding, d.key, d.received_at)
+async def insert_dead_letters(conn: psycopg.AsyncConnection[Any], dead: Sequence[DeadLetter]) -> None:
+    if dead:
+        await conn.execute(_DEAD_LETTERS, (Jsonb([d.model_dump(mode="json") for d in dead]),))
 
 
 def feedback_params(f: Feedback) -> tuple[Any, ...]:
@@ -179,30 +179,34 @@ class AuditSink:
         return await self.retrying("duplicate check", op)
 
     async def write_batch(self, tickets: Sequence[TicketRow], decisions: Sequence[Decision],
-                          dead: Sequence[DeadLetter]) -> None:
-        """One transaction for a micro-batch: masked tickets, decisions, their outbox actions, dead letters."""
+                          dead: Sequence[DeadLetter]) -> set[str]:
+        """One transaction for a micro-batch: masked tickets, decisions, their outbox actions, dead letters.
 
-        async def op(conn: psycopg.AsyncConnection[Any]) -> None:
-            async with conn.cursor() as cur:
-                if tickets:
-                    await cur.executemany(_TICKET_SQL, [ticket_params(t) for t in tickets])
-                if decisions:
-                    await cur.executemany(_DECISION_SQL, [decision_params(d) for d in decisions])
-                if dead:
-                    await cur.executemany(_DEAD_SQL, [dead_params(d) for d in dead])
+        Returns the ticket ids whose decision was new; the others were already stored (a replay), and
+        only new decisions get outbox actions.
+        """
+
+        async def op(conn: psycopg.AsyncConnection[Any]) -> set[str]:
+            if tickets:
+                await conn.execute(_TICKETS, (Jsonb([ticket_record(t) for t in tickets]),))
+            new: set[str] = set()
             if decisions:
+                cur = await conn.execute(_DECISIONS, (Jsonb([decision_record(d) for d in decisions]),))
+                new = {row[0] for row in await cur.fetchall()}
+            await insert_dead_letters(conn, dead)
+            if new:
                 # Outbox rows for routes that need no draft (human queue, escalation), in the same transaction.
-                await enqueue_batch(conn, decisions)
+                await enqueue_batch(conn, [d for d in decisions if d.ticket_id in new])
+            return new
 
-        await self.retrying("audit write", op)
+        return await self.retrying("audit write", op)
 
     async def write_feedback(self, feedback: Sequence[Feedback], dead: Sequence[DeadLetter]) -> None:
         async def op(conn: psycopg.AsyncConnection[Any]) -> None:
-            async with conn.cursor() as cur:
-                if feedback:
+            if feedback:
+                async with conn.cursor() as cur:
                     await cur.executemany(_FEEDBACK_SQL, [feedback_params(f) for f in feedback])
-                if dead:
-                    await cur.executemany(_DEAD_SQL, [dead_params(d) for d in dead])
+            await insert_dead_letters(conn, dead)
 
         await self.retrying("feedback write", op)
 

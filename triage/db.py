@@ -19,6 +19,20 @@ _MIGRATION_LOCK = 0x7472696167650001
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
+def insert_from_json(table: str, columns: dict[str, str], conflict: str, returning: str | None = None) -> str:
+    """`INSERT ... SELECT` from one jsonb parameter holding a whole batch of rows (a JSON array of objects).
+
+    One statement and one parameter per batch, whatever its size: the client serialises the rows with
+    one `json.dumps` instead of adapting every value of every row. `columns` maps each column (and
+    JSON key) to its SQL type; rows already stored (`conflict` target) are skipped.
+    """
+    names = ", ".join(f'"{c}"' for c in columns)
+    typed = ", ".join(f'"{c}" {t}' for c, t in columns.items())
+    sql = (f"INSERT INTO {table} ({names}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS r({typed}) "
+           f"ON CONFLICT ({conflict}) DO NOTHING")
+    return sql + (f' RETURNING "{returning}"' if returning else "")
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; the message names the URL and the fix."""
 
