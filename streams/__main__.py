@@ -56,6 +56,9 @@ def worker(loglevel: str) -> int:
     from faust.worker import Worker as FaustWorker
 
     fw = FaustWorker(w.app, loglevel=loglevel, quiet=True, override_logging=True)
+    # faust's terminal spinner, at --loglevel warning or above, sets the root logger to DEBUG so it can
+    # spin on every record: every library's debug record would then be built (and dropped) on the hot path.
+    fw.spinner = None
     fw.execute_from_commandline()
     return 0
 

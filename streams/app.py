@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,70 +138,95 @@ def _raw(events: Sequence[faust.EventT]) -> list[RawMessage]:
     return out
 
 
-class BatchRunner:
-    """Runs micro-batches of one agent as a two-stage pipeline and acks each batch only once it is stored.
+@dataclass(frozen=True)
+class Stages:
+    """What `BatchRunner` runs for each batch of one agent.
 
-    While batch N is being written and published (`back`: Postgres and broker I/O), batch N+1 is
-    decoded and classified (`front`: CPU, in a thread). Offsets are acked by hand (`noack_take`), in
-    batch order, after `back` returned, so a crash or a stop at any point replays what was not stored.
-    A batch that fails for a reason other than an outage (outages are retried inside) is kept as
-    dead letters; if even that fails the process exits unacked so the batch is replayed.
+    `claim` runs synchronously as the batch arrives (so batches claim in order), `front` may overlap
+    other batches' `front` and `back`, `back` runs in batch order, and `release` always runs last.
     """
 
-    def __init__(self, stream: faust.StreamT[Any], front: Callable[[list[RawMessage]], Awaitable[Any]],
-                 back: Callable[[Any], Awaitable[Any]], dead_letter_all: Callable[[list[RawMessage], str],
-                                                                             Awaitable[None]],
-                 inflight: set[str] | None = None, ids: Callable[[Any], set[str]] | None = None) -> None:
+    claim: Callable[[list[RawMessage]], Any]
+    front: Callable[[Any], Awaitable[Any]]
+    back: Callable[[Any], Awaitable[Any]]
+    dead_letter_all: Callable[[list[RawMessage], str], Awaitable[None]]
+    release: Callable[[Any], None] = lambda _work: None
+
+
+class BatchRunner:
+    """Runs an agent's micro-batches as an ordered pipeline and acks each batch only once it is stored.
+
+    Up to `depth` batches are in flight: while batch N is written and published (`back`: Postgres
+    and broker I/O), batches N+1... are classified (`front`: CPU, in threads, each batch on its own).
+    `back` runs in batch order and offsets are acked by hand (`noack_take`), in batch order, after
+    `back` returned, so a crash or a stop at any point replays what was not stored. A batch that fails
+    for a reason other than an outage (outages are retried inside) is kept as dead letters; if even
+    that fails the process exits unacked so the batch is replayed.
+    """
+
+    def __init__(self, stream: faust.StreamT[Any], stages: Stages, depth: int = 2) -> None:
         self.stream = stream
-        self.front = front
-        self.back = back
-        self.dead_letter_all = dead_letter_all
-        self.inflight = inflight if inflight is not None else set()
-        self.ids = ids or (lambda _w: set())
-        self.pending: asyncio.Task[None] | None = None
+        self.stages = stages
+        self.slots = asyncio.Semaphore(max(1, depth))
+        self.tail: asyncio.Future[None] | None = None  # the newest batch; each batch awaits its predecessor
 
     async def _fail(self, msgs: list[RawMessage], exc: BaseException) -> None:
         log.exception("batch failed; keeping its messages as dead letters", exc_info=exc)
         try:
-            await self.dead_letter_all(msgs, f"internal error: {type(exc).__name__}: {exc}")
+            await self.stages.dead_letter_all(msgs, f"internal error: {type(exc).__name__}: {exc}")
         except Exception:  # noqa: BLE001
             log.critical("could not dead-letter a failed batch; exiting unacked so it is replayed", exc_info=True)
             logging.shutdown()
             os._exit(EXIT_UNFINISHED)
 
-    async def _finish(self, work: Any, msgs: list[RawMessage], events: Sequence[faust.EventT]) -> None:
+    async def _run_batch(self, claimed: Any, msgs: list[RawMessage], events: Sequence[faust.EventT],
+                         previous: asyncio.Future[None] | None) -> None:
         try:
-            if work is not None:
-                await self.back(work)
-        except Exception as exc:  # noqa: BLE001 - not an outage: those are retried inside `back`
-            await self._fail(msgs, exc)
+            work: Any = None
+            failure: BaseException | None = None
+            try:
+                work = await self.stages.front(claimed)
+            except Exception as exc:  # noqa: BLE001
+                failure = exc
+            if previous is not None:
+                await asyncio.shield(previous)
+            if failure is None:
+                try:
+                    await self.stages.back(work)
+                except Exception as exc:  # noqa: BLE001 - not an outage: those are retried inside `back`
+                    failure = exc
+            if failure is not None:
+                await self._fail(msgs, failure)
+            for event in events:
+                await self.stream.ack(event)
         finally:
-            self.inflight.clear()
-        for event in events:
-            await self.stream.ack(event)
+            self.stages.release(claimed)
+            self.slots.release()
 
     async def submit(self, events: Sequence[faust.EventT]) -> None:
+        """Start the batch (after waiting for a free slot) and return; it finishes in the background."""
+        await self.slots.acquire()
         msgs = _raw(events)
-        work: Any = None
         try:
-            work = await self.front(msgs)
+            claimed = self.stages.claim(msgs)
         except Exception as exc:  # noqa: BLE001
-            if self.pending is not None:
-                await asyncio.shield(self.pending)
+            self.slots.release()
+            if self.tail is not None:
+                await asyncio.shield(self.tail)
             await self._fail(msgs, exc)
-        if self.pending is not None:
-            await asyncio.shield(self.pending)
-        self.inflight.update(self.ids(work) if work is not None else set())
-        self.pending = asyncio.ensure_future(self._finish(work, msgs, events))
+            for event in events:
+                await self.stream.ack(event)
+            return
+        self.tail = asyncio.ensure_future(self._run_batch(claimed, msgs, events, self.tail))
 
     async def drain(self) -> None:
-        """On stop: let the batch in hand be stored and acked (bounded); unstored batches are replayed."""
-        if self.pending is None or self.pending.done():
+        """On stop: let the batches in hand be stored and acked (bounded); unstored batches are replayed."""
+        if self.tail is None or self.tail.done():
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self.pending), SHUTDOWN_GRACE_SECONDS)
+            await asyncio.wait_for(asyncio.shield(self.tail), SHUTDOWN_GRACE_SECONDS)
         except (TimeoutError, asyncio.CancelledError):
-            log.error("stopping: the batch in hand was not stored within %.0fs; it stays unacked and is "
+            log.error("stopping: the batches in hand were not stored within %.0fs; they stay unacked and are "
                       "replayed", SHUTDOWN_GRACE_SECONDS)
 
     async def run(self, batch: int, within: float) -> None:
@@ -214,6 +240,10 @@ class BatchRunner:
 
 
 async def _identity(msgs: list[RawMessage]) -> list[RawMessage]:
+    return msgs
+
+
+def _claim_nothing(msgs: list[RawMessage]) -> list[RawMessage]:
     return msgs
 
 
@@ -232,7 +262,9 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
 
     db_url = settings.db_url()
     sink = sink or AuditSink(db_url, on_state=on_state)
-    models = models or ModelManager(db_url, settings.model_name, default_loader(settings.serving_threads))
+    # Each classify thread runs its own batch on its own onnxruntime threads: on a busy machine, one
+    # batch on two intra-op threads stalls whenever either thread is preempted; two batches do not.
+    models = models or ModelManager(db_url, settings.model_name, default_loader(settings.worker_onnx_threads))
     policy = policy or PolicyWatcher(Path(settings.policy_path))
     datadir = settings.state_dir / "faust" / f"worker-{settings.worker_port}"
 
@@ -263,20 +295,23 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     decisions_topic = app.topic(TOPIC_DECISIONS, value_serializer="raw", key_serializer="raw")
     dlq_topic = app.topic(TOPIC_DLQ, value_serializer="raw", key_serializer="raw")
     publisher = publisher or FaustPublisher({TOPIC_DECISIONS: decisions_topic, TOPIC_DLQ: dlq_topic}, on_state)
+    executor = ThreadPoolExecutor(max_workers=settings.classify_parallelism, thread_name_prefix="classify")
     pipeline = Pipeline(sink=sink, publisher=publisher, models=models, policy=policy, metrics=metrics,
-                        max_body_chars=settings.max_body_chars, model_name=settings.model_name)
+                        max_body_chars=settings.max_body_chars, model_name=settings.model_name, executor=executor)
     worker = Worker(app=app, settings=settings, pipeline=pipeline, models=models, policy=policy, metrics=metrics,
                     health=health)
     batch, within = settings.batch_size, settings.batch_within_ms / 1000.0
 
     @app.agent(raw_topic, name="triage.tickets")
     async def tickets(stream: faust.StreamT[bytes]) -> None:
-        await BatchRunner(stream, pipeline.front, pipeline.back, pipeline.dead_letter_all,
-                          inflight=pipeline.inflight, ids=pipeline.ticket_ids).run(batch, within)
+        stages = Stages(pipeline.claim, pipeline.front, pipeline.back, pipeline.dead_letter_all, pipeline.release)
+        # One batch per classify thread, plus the one being stored.
+        await BatchRunner(stream, stages, depth=settings.classify_parallelism + 1).run(batch, within)
 
     @app.agent(feedback_topic, name="triage.feedback")
     async def feedback(stream: faust.StreamT[bytes]) -> None:
-        await BatchRunner(stream, _identity, pipeline.process_feedback, pipeline.dead_letter_all).run(batch, within)
+        stages = Stages(_claim_nothing, _identity, pipeline.process_feedback, pipeline.dead_letter_all)
+        await BatchRunner(stream, stages).run(batch, within)
 
     @app.timer(POLICY_POLL_SECONDS)
     async def reload_policy() -> None:

@@ -1,7 +1,7 @@
 """One micro-batch from raw bytes to committed, published decisions; what the faust agents call.
 
 Order per batch (at-least-once in, exactly-once in effect):
-decode -> prepare -> duplicate check -> classify -> decide -> one Postgres transaction
+decode and claim the ticket ids -> prepare -> classify -> decide -> one Postgres transaction
 (tickets, decisions, dead letters; all `ON CONFLICT DO NOTHING`) -> publish decisions and dead
 letters -> return, after which faust acks the offsets. A crash anywhere before the ack replays
 the batch: stored tickets are recognised as duplicates and their stored decision is re-published,
@@ -51,11 +51,13 @@ class BatchReport:
 
 @dataclass
 class BatchWork:
-    """A batch between `front` (decided, nothing written) and `back` (stored and published)."""
+    """A batch from `claim` (decoded, ids claimed) through `front` (decided) to `back` (stored, published)."""
 
     size: int
     started: float
     report: BatchReport = field(default_factory=BatchReport)
+    tickets: list[Ticket] = field(default_factory=list)
+    claimed: set[str] = field(default_factory=set)
     items: list[Prepared] = field(default_factory=list)
     republish: list[Decision] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
@@ -77,7 +79,8 @@ class Pipeline:
         self.max_body_chars = max_body_chars
         self.model_name = model_name
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
-        # Ticket ids of the batch being stored right now (decided, not yet committed).
+        # Ticket ids claimed by batches in flight (decoded, not yet committed): a later batch holding
+        # the same id counts it as a duplicate instead of deciding it a second time.
         self.inflight: set[str] = set()
 
     def _stage(self, name: str, ms: float) -> None:
@@ -92,43 +95,45 @@ class Pipeline:
 
     async def process_tickets(self, batch: Sequence[RawMessage]) -> BatchReport:
         """Decide every valid, new ticket of the batch; dead-letter the rest. Retries until stored."""
-        return await self.back(await self.front(batch))
+        work = self.claim(batch)
+        try:
+            return await self.back(await self.front(work))
+        finally:
+            self.release(work)
 
-    async def front(self, batch: Sequence[RawMessage]) -> BatchWork:
-        """Everything before the first write: decode, duplicates, prepare, classify, decide.
+    def claim(self, batch: Sequence[RawMessage]) -> BatchWork:
+        """Decode the batch and claim its ticket ids; synchronous, so batches claim in arrival order.
 
-        Runs while the previous batch is still being stored (see `streams.app.BatchRunner`); tickets of
-        that batch count as duplicates here, since their decision is being written.
+        An id seen earlier in the batch, or claimed by a batch still in flight, is a duplicate.
         """
         work = BatchWork(size=len(batch), started=time.perf_counter())
-        report = work.report
-        t0 = work.started
-        tickets: list[Ticket] = []
         for msg in batch:
             result = decode_ticket(msg.value, msg.src, max_body_chars=self.max_body_chars)
             if isinstance(result, DeadLetter):
-                report.dead.append(result)
+                work.report.dead.append(result)
+            elif result.ticket_id in work.claimed or result.ticket_id in self.inflight:
+                work.report.duplicates += 1
             else:
-                tickets.append(result)
-        work.stages["decode"] = _ms(t0)
+                work.claimed.add(result.ticket_id)
+                work.tickets.append(result)
+        self.inflight |= work.claimed
+        work.stages["decode"] = _ms(work.started)
+        return work
 
-        t1 = time.perf_counter()
-        seen: set[str] = set()
-        fresh: list[Ticket] = []
-        for ticket in tickets:
-            if ticket.ticket_id in seen or ticket.ticket_id in self.inflight:
-                report.duplicates += 1
-                continue
-            seen.add(ticket.ticket_id)
-            fresh.append(ticket)
-        stored = await self.sink.existing([t.ticket_id for t in fresh])
-        report.duplicates += len(stored)
-        work.republish = list(stored.values())
-        fresh = [t for t in fresh if t.ticket_id not in stored]
-        work.stages["dedupe"] = _ms(t1)
+    def release(self, work: BatchWork) -> None:
+        """Give up the batch's claims once it is stored (or given up on)."""
+        self.inflight -= work.claimed
 
+    async def front(self, work: BatchWork) -> BatchWork:
+        """Everything before the first write: prepare, classify, decide.
+
+        Several batches may be here at once (see `streams.app.BatchRunner`). Tickets decided before a
+        crash (a replay) are decided again here; `back` finds them already stored and re-publishes the
+        stored decision instead, so the database never changes and no query is spent on the common case.
+        """
+        report = work.report
         t2 = time.perf_counter()
-        work.items = [prepare(t) for t in fresh]
+        work.items = [prepare(t) for t in work.tickets]
         work.stages["prepare"] = _ms(t2)
 
         t3 = time.perf_counter()
@@ -141,22 +146,24 @@ class Pipeline:
 
         t4 = time.perf_counter()
         policy = self.policy.current
-        n = max(1, len(batch))
-        timings = {"decode": work.stages["decode"] / n, "dedupe": work.stages["dedupe"] / n,
-                   "prepare": work.stages["prepare"] / n, "classify": work.stages["classify"]}
+        n = max(1, work.size)
+        timings = {"decode": work.stages["decode"] / n, "prepare": work.stages["prepare"] / n,
+                   "classify": work.stages["classify"]}
         report.decided = [build_decision(item, res, models, policy, self.model_name, timings)
                           for item, res in zip(work.items, results, strict=True)]
         work.stages["decide"] = _ms(t4)
         return work
 
-    def ticket_ids(self, work: BatchWork) -> set[str]:
-        return {d.ticket_id for d in work.report.decided}
-
     async def back(self, work: BatchWork) -> BatchReport:
         """Store the batch in one transaction, then publish its decisions and dead letters."""
         report = work.report
         t5 = time.perf_counter()
-        await self.sink.write_batch([p.row() for p in work.items], report.decided, report.dead)
+        new = await self.sink.write_batch([p.row() for p in work.items], report.decided, report.dead)
+        if len(new) < len(report.decided):  # a replay: publish what was stored, not what was decided now
+            stored = await self.sink.existing([d.ticket_id for d in report.decided if d.ticket_id not in new])
+            report.duplicates += len(report.decided) - len(new)
+            work.republish = list(stored.values())
+            report.decided = [d for d in report.decided if d.ticket_id in new]
         work.stages["audit"] = _ms(t5)
 
         t6 = time.perf_counter()

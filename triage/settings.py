@@ -80,6 +80,11 @@ class Settings(BaseModel):
     # Stream
     batch_size: int = Field(32, ge=1, le=1024, description="Classifier micro-batch size")
     batch_within_ms: int = Field(20, ge=1, le=10_000, description="Max wait to fill a micro-batch")
+    classify_parallelism: int = Field(
+        2, ge=1, le=64,
+        description="Micro-batches the stream worker classifies at once; each gets serving_threads / this many "
+        "onnxruntime threads (at least 1)",
+    )
     max_body_chars: int = Field(20_000, ge=100, description="Longer ticket bodies go to the DLQ")
     policy_path: Path = Field(PROJECT_ROOT / "streams" / "policy.yaml", description="Routing policy YAML")
 
@@ -245,6 +250,11 @@ class Settings(BaseModel):
         if self.database_url is not None:
             return self.database_url
         return f"postgresql://postgres@/{database}?host={self.pg_data_dir}&port={self.pg_port}"
+
+    @property
+    def worker_onnx_threads(self) -> int:
+        """onnxruntime intra-op threads per classify thread of the stream worker."""
+        return max(1, self.serving_threads // self.classify_parallelism)
 
     @property
     def bootstrap_servers(self) -> str:

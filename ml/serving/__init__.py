@@ -118,13 +118,18 @@ class Classifier:
 
     def predict(self, texts: Sequence[str]) -> BatchResult:
         start = time.perf_counter()
-        probs = self.probabilities(texts)
-        preds: list[dict[str, HeadPrediction]] = [{} for _ in texts]
+        preds = self.predictions(self.probabilities(texts))
+        return BatchResult(predictions=preds, latency_ms=(time.perf_counter() - start) * 1000.0)
+
+    def predictions(self, probs: dict[str, np.ndarray[Any, Any]]) -> list[dict[str, HeadPrediction]]:
+        """Calibrated probabilities per head (rows in input order) -> label, confidence, top-3, abstained."""
+        n = len(next(iter(probs.values()))) if probs else 0
+        preds: list[dict[str, HeadPrediction]] = [{} for _ in range(n)]
         for head, labels in self.heads.items():
             p = probs[head]
             top = np.argsort(-p, axis=1)[:, :TOP_K]
             threshold = self.thresholds.get(head)
-            for i in range(len(texts)):
+            for i in range(n):
                 best = int(top[i, 0])
                 conf = float(min(1.0, max(0.0, p[i, best])))
                 preds[i][head] = HeadPrediction(
@@ -133,4 +138,4 @@ class Classifier:
                     top_k=[LabelScore(label=labels[int(j)], score=float(min(1.0, p[i, j]))) for j in top[i]],
                     abstained=threshold is not None and conf < threshold,
                 )
-        return BatchResult(predictions=preds, latency_ms=(time.perf_counter() - start) * 1000.0)
+        return preds
