@@ -43,10 +43,12 @@ def socket_url(data_dir: Path, port: int, database: str = "postgres") -> str:
 class EmbeddedPostgres:
     """A PostgreSQL 18 server in `data_dir`, listening only on a Unix socket inside it."""
 
-    def __init__(self, data_dir: Path, port: int, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, port: int, log_path: Path, options: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port
         self.log_path = log_path
+        # Extra server settings (`-c name=value`), e.g. track_commit_timestamp for the stream benchmark.
+        self.options = dict(options or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, database: str = "postgres") -> str:
@@ -99,6 +101,7 @@ class EmbeddedPostgres:
                 "max_connections=200",
                 "-c",
                 "fsync=on",
+                *(arg for name, value in self.options.items() for arg in ("-c", f"{name}={value}")),
             ],
             self.log_path,
             user=_system_user(),
