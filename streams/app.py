@@ -30,7 +30,7 @@ from streams.models import ModelManager, default_loader
 from streams.pipeline import Pipeline, Publisher, RawMessage
 from streams.policy import PolicyWatcher
 from streams.transport import TriageApp
-from triage.names import TOPIC_DECISIONS, TOPIC_DLQ, TOPIC_FEEDBACK, TOPIC_RAW, WORKER_GROUP
+from triage.names import TOPIC_FEEDBACK, TOPIC_RAW, WORKER_GROUP
 from triage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,23 +46,27 @@ SESSION_TIMEOUT_SECONDS = 10.0
 
 
 class FaustPublisher:
-    """Sends to faust topics immediately (not attached to the current event) and waits for the broker.
+    """Sends through the app's producer immediately (not attached to the current event) and waits for the broker.
+
+    It calls the producer directly rather than `Topic.send`: the decisions are already bytes, and the
+    topic layer's per-message bookkeeping (futures, callbacks, channel) was a measurable share of the
+    worker's event-loop time. The topics themselves are created at startup (`ensure_topics`).
 
     A broker that cannot take the messages is retried with backoff until it can: the agent waits
     meanwhile, so consumption pauses, and a re-send after a partial failure only duplicates messages
     that consumers already dedupe by key (ticket id, or topic/partition/offset for dead letters).
     """
 
-    def __init__(self, topics: dict[str, faust.TopicT], on_state: Callable[[str, str | None], None]) -> None:
-        self.topics = topics
+    def __init__(self, app: faust.App, on_state: Callable[[str, str | None], None]) -> None:
+        self.app = app
         self.on_state = on_state
 
     async def publish(self, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
-        target = self.topics[topic]
+        producer = self.app.producer
         backoff = Backoff()
         while True:
             try:
-                futures = [await target.send(key=k, value=v, force=True) for k, v in items]
+                futures = [await producer.send(topic, k, v, None, None, None) for k, v in items]
                 await asyncio.gather(*futures)
                 if backoff.attempt:
                     self.on_state("kafka", None)
@@ -292,9 +296,7 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
 
     raw_topic = app.topic(TOPIC_RAW, value_serializer="raw", key_serializer="raw")
     feedback_topic = app.topic(TOPIC_FEEDBACK, value_serializer="raw", key_serializer="raw")
-    decisions_topic = app.topic(TOPIC_DECISIONS, value_serializer="raw", key_serializer="raw")
-    dlq_topic = app.topic(TOPIC_DLQ, value_serializer="raw", key_serializer="raw")
-    publisher = publisher or FaustPublisher({TOPIC_DECISIONS: decisions_topic, TOPIC_DLQ: dlq_topic}, on_state)
+    publisher = publisher or FaustPublisher(app, on_state)
     executor = ThreadPoolExecutor(max_workers=settings.classify_parallelism, thread_name_prefix="classify")
     pipeline = Pipeline(sink=sink, publisher=publisher, models=models, policy=policy, metrics=metrics,
                         max_body_chars=settings.max_body_chars, model_name=settings.model_name, executor=executor)
@@ -305,8 +307,9 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     @app.agent(raw_topic, name="triage.tickets")
     async def tickets(stream: faust.StreamT[bytes]) -> None:
         stages = Stages(pipeline.claim, pipeline.front, pipeline.back, pipeline.dead_letter_all, pipeline.release)
-        # One batch per classify thread, plus the one being stored.
-        await BatchRunner(stream, stages, depth=settings.classify_parallelism + 1).run(batch, within)
+        # One batch per classify thread, one being stored, and one waiting for a thread, so a thread
+        # never idles while the batch it just finished waits for its turn to be stored.
+        await BatchRunner(stream, stages, depth=settings.classify_parallelism + 2).run(batch, within)
 
     @app.agent(feedback_topic, name="triage.feedback")
     async def feedback(stream: faust.StreamT[bytes]) -> None:
