@@ -53,7 +53,7 @@ def plan(quick: bool) -> list[Step]:
     steps = [
         Step("model", OPS, ["bench/bench_model.py", *model_args], RESULTS / "model.json", 3600),
         Step("stream", STREAM, ["bench/bench_stream.py", *(
-            ["--backlog", "1000", "--phase-seconds", "5", "--naive-seconds", "8"] if quick else [])],
+            ["--backlog", "1500", "--warmup", "300", "--phase-seconds", "5", "--naive-seconds", "8"] if quick else [])],
              RESULTS / "stream.json", 1800),
         Step("pii", OPS, ["bench/bench_pii.py", *(["--tickets", "500"] if quick else [])], RESULTS / "pii.json", 900),
         Step("growth", OPS, ["bench/bench_growth.py", *(["--quick"] if quick else [])], RESULTS / "growth.json",
