@@ -113,18 +113,27 @@ def test_pipeline_stores_nothing_twice_on_replay(model_db: str, tmp_path: Path) 
     batch = [RawMessage(json.dumps(gen.generate().message).encode(), Source("tickets.raw", 0, i)) for i in range(20)]
     batch.append(RawMessage(b"junk", Source("tickets.raw", 0, 20)))
 
-    async def run() -> tuple[int, int]:
-        w = await _worker(model_db, tmp_path, Collecting())
+    async def run() -> tuple[int, int, Collecting]:
+        pub = Collecting()
+        w = await _worker(model_db, tmp_path, pub)
         p: Pipeline = w.pipeline
         first = await p.process_tickets(batch)
         second = await p.process_tickets(batch)
         await p.sink.close()
-        return len(first.decided), second.duplicates
+        return len(first.decided), second.duplicates, pub
 
-    decided, duplicates = asyncio.run(run())
+    decided, duplicates, pub = asyncio.run(run())
     assert (decided, duplicates) == (20, 20)
     assert count(model_db, "SELECT count(*) FROM triage.decisions") == 20
     assert count(model_db, "SELECT count(*) FROM triage.dead_letters") == 1
+    # The replay re-publishes what was stored the first time (same decided_at), not a new decision.
+    sent = [json.loads(v) for _k, v in pub.sent[TOPIC_DECISIONS]]
+    assert len(sent) == 40
+    first_pass = {d["ticket_id"]: d["decided_at"] for d in sent[:20]}
+    assert {d["ticket_id"]: d["decided_at"] for d in sent[20:]} == first_pass
+    actions = count(model_db, "SELECT count(*) FROM triage.actions")
+    assert actions == sum(1 for d in sent[:20] if d["route"] in ("human_queue", "escalate")), \
+        "outbox actions are created once, for the first pass only"
 
 
 class _Broken:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 
 import psycopg
+import psycopg.types.json
 import pytest
 
 from triage import db
@@ -65,3 +66,23 @@ def test_unreachable_database_names_url_and_fix(tmp_path):
     url = f"postgresql://postgres@/nope?host={tmp_path}&port=1"
     with pytest.raises(db.DatabaseUnavailable, match=r"cannot reach PostgreSQL at .*DATABASE_URL"):
         db.connect(url, timeout=1)
+
+
+def test_insert_from_json_writes_a_batch_skips_stored_rows_and_returns_the_new_keys(pg_server):
+    db.ensure_database(pg_server.url(), "recordset")
+    url = pg_server.url("recordset")
+    with db.connect(url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE IF NOT EXISTS t (id text PRIMARY KEY, n integer, at timestamptz, doc jsonb, '
+                     '"offset" bigint)')
+        sql = db.insert_from_json("t", {"id": "text", "n": "integer", "at": "timestamptz", "doc": "jsonb",
+                                        "offset": "bigint"}, conflict="id", returning="id")
+        rows = [{"id": "a", "n": 1, "at": "2026-11-24T10:00:00Z", "doc": {"k": [1, 2]}, "offset": 2**40},
+                {"id": "b", "n": None, "at": "2026-11-24T10:00:01+01:00", "doc": None, "offset": 0}]
+        first = conn.execute(sql, (psycopg.types.json.Jsonb(rows),)).fetchall()
+        again = conn.execute(sql, (psycopg.types.json.Jsonb([*rows, {**rows[0], "id": "c"}]),)).fetchall()
+        stored = conn.execute('SELECT id, n, doc, "offset", extract(epoch FROM at) AS s FROM t ORDER BY id').fetchall()
+    assert sorted(r["id"] for r in first) == ["a", "b"]
+    assert [r["id"] for r in again] == ["c"], "rows already stored are skipped, not returned"
+    assert [(r["id"], r["n"], r["doc"], r["offset"]) for r in stored] == [
+        ("a", 1, {"k": [1, 2]}, 2**40), ("b", None, None, 0), ("c", 1, {"k": [1, 2]}, 2**40)]
+    assert float(stored[1]["s"]) - float(stored[0]["s"]) == -3599.0, "offsets in timestamps are kept"
