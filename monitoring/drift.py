@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -322,6 +323,28 @@ def report_file(reports_dir: Path, model_name: str, start: datetime, end: dateti
     return reports_dir / "drift" / f"{model_name}__{start:%Y%m%dT%H%M%S}__{end:%Y%m%dT%H%M%S}.html"
 
 
+def prune_reports(url: str, reports_dir: Path, keep_days: int, now: float | None = None) -> list[Path]:
+    """Delete drift HTML reports older than `keep_days` (by file time); their rows keep the metrics.
+
+    Each report is a few MB; at the hourly default that is about 2.5 GB a month without this. The
+    rows whose file went get `report_path = NULL`, so nothing links to a missing file.
+    """
+    folder = reports_dir / "drift"
+    if keep_days <= 0 or not folder.is_dir():
+        return []
+    cutoff = (now if now is not None else time.time()) - keep_days * 86_400
+    gone = []
+    for path in sorted(folder.glob("*.html")):
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            gone.append(path)
+    if gone:
+        with db.connect(url) as conn:
+            conn.execute(f"UPDATE {qualified(T_DRIFT_REPORTS)} SET report_path = NULL WHERE report_path = ANY(%s)",
+                         ([str(p) for p in gone],))
+    return gone
+
+
 def record(url: str, result: DriftResult) -> None:
     """Upsert the summary row (one per model and window: re-runs replace it)."""
     from psycopg.types.json import Jsonb
@@ -382,6 +405,7 @@ def run_drift_report(
     result.drift_detected = bool(result.reasons)
     result.report_path = str(path)
     record(url, result)
+    prune_reports(url, reports_dir, settings.drift_report_keep_days)
     return result
 
 

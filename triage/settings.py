@@ -162,6 +162,9 @@ class Settings(BaseModel):
     drift_baseline_hours: int = Field(
         168, ge=1, description="Hours before the window whose decisions are the confidence baseline"
     )
+    drift_report_keep_days: int = Field(
+        30, ge=0, description="Days an Evidently HTML report is kept (a few MB each; its row stays); 0 = forever"
+    )
 
     # Data quality gate (Great Expectations)
     quality_max_latency_ms: float = Field(2_000.0, gt=0, description="Decision latency bound checked by the gate")

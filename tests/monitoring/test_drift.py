@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,3 +138,25 @@ def test_checks_without_data_are_skipped_with_the_reason(reference_csv: Path) ->
     assert "skipped" in metrics["urgency_confidence_drift"]  # no baseline
     assert metrics["urgency_drift"]["drift"] is False
     assert reasons == [f"abstention rate 1.000 > {THRESHOLDS.abstention_max}"]
+
+
+def test_reports_older_than_the_retention_are_deleted_and_unlinked(seeded, tmp_path: Path) -> None:
+    url, _ = seeded
+    folder = tmp_path / "drift"
+    folder.mkdir()
+    old, new = folder / "m__old.html", folder / "m__new.html"
+    for p in (old, new):
+        p.write_text("<html></html>")
+    now = time.time()
+    os.utime(old, (now - 40 * 86_400, now - 40 * 86_400))
+    with db.connect(url) as conn:
+        conn.execute("INSERT INTO triage.drift_reports (model_name, window_start, window_end, n_current, metrics, "
+                     "drift_detected, reasons, report_path) VALUES ('m', now() - interval '40 days', "
+                     "now() - interval '40 days' + interval '1 hour', 0, '{}', false, '[]', %s)", (str(old),))
+    assert drift.prune_reports(url, tmp_path, keep_days=0) == [], "0 keeps every report"
+    assert drift.prune_reports(url, tmp_path, keep_days=30, now=now) == [old]
+    assert not old.exists() and new.exists()
+    with db.connect(url) as conn:
+        row = conn.execute("SELECT report_path FROM triage.drift_reports WHERE model_name = 'm'").fetchone()
+        conn.execute("DELETE FROM triage.drift_reports WHERE model_name = 'm'")
+    assert row is not None and row["report_path"] is None
