@@ -12,8 +12,9 @@ candidate beside the champion and promotes it only when live numbers say it is b
    step) began: agreement with human labels, override rate, abstention rate, error rate, p95 inference
    latency, with two-proportion z-tests at `TRIAGE_CANARY_ALPHA`. It waits until each arm has
    `TRIAGE_CANARY_MIN_FEEDBACK` labelled decisions; ramps through `TRIAGE_CANARY_RAMP_STEPS` when the
-   candidate is significantly better; finishes on promote or roll back (worse, slower, erroring, or no
-   verdict within `TRIAGE_CANARY_TIMEOUT_HOURS`).
+   candidate is significantly better (in place: same deployment, a new step whose evidence starts
+   afresh); finishes on promote or roll back (worse, slower, erroring, or no verdict within
+   `TRIAGE_CANARY_TIMEOUT_HOURS` of a step).
 3. `apply_verdict`: promotes (the old champion is retired) or rolls back (the candidate is rejected, the
    champion is unchanged) in the registry.
 

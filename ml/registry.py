@@ -331,6 +331,32 @@ def end_deployment(url: str | None, name: str, status: str, reason: str, *,
         return dep
 
 
+def set_percent(url: str | None, name: str, percent: float, *, changed_by: str, reason: str) -> Deployment:
+    """Ramp the active canary to `percent` in place: same deployment, a new step from now.
+
+    Workers see the new share at their next registry poll and keep the loaded challenger; there is no
+    moment without a deployment, as there would be when ending it and starting another.
+    """
+    if not 0.0 <= percent <= 100.0:
+        raise RegistryError(f"deployment percent {percent}: use a number from 0 to 100")
+    with db.connect(url) as conn:
+        with conn.transaction():
+            _lock(conn, name)
+            row = conn.execute(
+                f"SELECT name, champion_version, challenger_version, mode, percent FROM {DEP} "
+                "WHERE name = %s AND status = 'active' FOR UPDATE", (name,)).fetchone()
+            if row is None:
+                raise RegistryError(f"model {name} has no active deployment; start one with `triage canary start`")
+            if row["mode"] != "canary":
+                raise RegistryError(f"the active deployment of {name} is a {row['mode']}: only a canary has a share")
+            conn.execute(f"UPDATE {DEP} SET percent = %s, step_started_at = now(), reason = %s "
+                         "WHERE name = %s AND status = 'active'", (percent, reason, name))
+            _event(conn, name, row["challenger_version"], "canary", "canary", changed_by,
+                   f"canary share {row['percent']:g}% -> {percent:g}%: {reason}",
+                   {"step": "ramp", "from_percent": row["percent"], "to_percent": percent})
+        return Deployment.model_validate({**dict(row), "percent": percent})
+
+
 def active_deployment(url: str | None, name: str) -> Deployment | None:
     with db.connect(url) as conn:
         row = conn.execute(
@@ -343,6 +369,7 @@ def events(url: str | None, name: str) -> list[dict[str, Any]]:
     """Every status change of `name`, oldest first."""
     with db.connect(url) as conn:
         rows = conn.execute(
-            f"SELECT version, from_status, to_status, changed_by, reason, at FROM {EV} WHERE name = %s ORDER BY id",
+            f"SELECT version, from_status, to_status, changed_by, reason, details, at FROM {EV} WHERE name = %s "
+            "ORDER BY id",
             (name,)).fetchall()
     return [dict(r) for r in rows]

@@ -296,20 +296,21 @@ class ActiveDeployment:
     mode: str
     percent: float
     started_at: datetime
+    step_started_at: datetime  # when the current share began (a ramp starts a new step)
 
 
 def active(url: str, name: str) -> ActiveDeployment | None:
     with db.connect(url) as conn:
         row = conn.execute(
-            f"SELECT id, name, champion_version, challenger_version, mode, percent, started_at "
+            f"SELECT id, name, champion_version, challenger_version, mode, percent, started_at, step_started_at "
             f"FROM {qualified(T_DEPLOYMENTS)} WHERE name = %s AND status = 'active'", (name,)).fetchone()
     return ActiveDeployment(**row) if row else None
 
 
 def arm_stats(url: str, dep: ActiveDeployment, end: datetime) -> tuple[ArmStats, ArmStats]:
-    """(champion, challenger) numbers over the deployment's window [started_at, end)."""
+    """(champion, challenger) numbers over the current step's window [step_started_at, end)."""
     sql = SHADOW_SQL if dep.mode == "shadow" else CANARY_SQL
-    params = {"name": dep.name, "start": dep.started_at, "end": end, "champion": dep.champion_version,
+    params = {"name": dep.name, "start": dep.step_started_at, "end": end, "champion": dep.champion_version,
               "challenger": dep.challenger_version}
     with db.connect(url) as conn:
         rows = {r["arm"]: r for r in conn.execute(sql, params).fetchall()}
@@ -383,7 +384,7 @@ def evaluate(settings: Settings, *, now: datetime) -> tuple[ActiveDeployment, Ve
     if dep is None:
         return None
     champion, challenger = arm_stats(url, dep, now)
-    verdict = decide(champion, challenger, policy=Policy.from_settings(settings), elapsed=now - dep.started_at,
+    verdict = decide(champion, challenger, policy=Policy.from_settings(settings), elapsed=now - dep.step_started_at,
                      percent=dep.percent, mode=dep.mode)
     return dep, verdict
 
@@ -406,10 +407,9 @@ def apply(settings: Settings, dep: ActiveDeployment, verdict: Verdict, *, change
         registry.end_deployment(url, name, "rolled_back", verdict.reason, changed_by=changed_by)
         return "rolled_back"
     assert verdict.next_percent is not None
-    registry.end_deployment(url, name, "ended", f"ramp to {verdict.next_percent:g}%: {verdict.reason}",
-                            changed_by=changed_by)
-    start(settings, dep.challenger_version, mode=dep.mode, percent=verdict.next_percent, changed_by=changed_by,
-          reason=f"ramped from {dep.percent:g}%: {verdict.reason}")
+    registry.set_percent(url, name, verdict.next_percent, changed_by=changed_by,
+                         reason=f"ramped from {dep.percent:g}%: {verdict.reason}")
+    log.info("ramped %s v%s from %g%% to %g%%", name, dep.challenger_version, dep.percent, verdict.next_percent)
     return "active"
 
 

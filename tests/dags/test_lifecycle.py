@@ -129,7 +129,8 @@ def test_canary_promotion_promotes_a_better_and_rolls_back_a_worse_candidate(
     settings = settings_for(url, tmp_path / "state", canary_min_feedback="150")
     canary.start(settings, 2, changed_by="test")
     with db.connect(url) as conn:
-        started = conn.execute("UPDATE triage.deployments SET started_at = now() - interval '3 hours' "
+        started = conn.execute("UPDATE triage.deployments SET started_at = now() - interval '3 hours', "
+                               "step_started_at = now() - interval '3 hours' "
                                "RETURNING started_at").fetchone()["started_at"]
     seed_arms(url, started, datetime.now(UTC) - timedelta(minutes=5), 200, champion=(1, 0.7),
               challenger=(2, accuracy), seed=13)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from psycopg.types.json import Jsonb
 
+from ml import registry
 from monitoring import canary
 from monitoring.canary import ArmStats, Policy, decide, two_proportion_ztest
 from tests.lifecycle import MODEL, seed_arms, seed_decisions, settings_for
@@ -148,7 +149,7 @@ def _feedback(conn, tid: str, kind: str, intent: str | None = None, urgency: str
 
 def _dep(mode: str) -> canary.ActiveDeployment:
     return canary.ActiveDeployment(id=1, name=MODEL, champion_version=1, challenger_version=2, mode=mode, percent=10,
-                                   started_at=T0)
+                                   started_at=T0, step_started_at=T0)
 
 
 @pytest.mark.integration
@@ -218,8 +219,9 @@ def _models(url: str) -> None:
 
 def _backdate(url: str, hours: float) -> datetime:
     with db.connect(url) as conn:
-        row = conn.execute("UPDATE triage.deployments SET started_at = now() - make_interval(secs => %s) "
-                           "WHERE status = 'active' RETURNING started_at", (hours * 3600,)).fetchone()
+        row = conn.execute("UPDATE triage.deployments SET started_at = now() - make_interval(secs => %s), "
+                           "step_started_at = now() - make_interval(secs => %s) "
+                           "WHERE status = 'active' RETURNING started_at", (hours * 3600, hours * 3600)).fetchone()
     return row["started_at"]
 
 
@@ -260,7 +262,7 @@ def test_step_promotes_or_rolls_back_and_records_the_numbers(db_url: str, tmp_pa
 
 
 @pytest.mark.integration
-def test_ramp_restarts_the_comparison_at_the_next_share(db_url: str, tmp_path: Path) -> None:
+def test_ramp_raises_the_share_in_place_and_restarts_the_comparison(db_url: str, tmp_path: Path) -> None:
     _models(db_url)
     settings = settings_for(db_url, tmp_path, canary_min_feedback="150", canary_ramp_steps="25,50")
     canary.start(settings, 2, changed_by="test")
@@ -270,12 +272,19 @@ def test_ramp_restarts_the_comparison_at_the_next_share(db_url: str, tmp_path: P
     dep, verdict = canary.poll(settings, now=now, changed_by="test")
     assert verdict.action == "ramp" and verdict.next_percent == 25.0
     after = canary.active(db_url, MODEL)
-    assert after.percent == 25.0 and after.id != dep.id and after.started_at > started
+    assert after.percent == 25.0 and after.id == dep.id, "the same deployment, at the next share"
+    assert after.started_at == started and after.step_started_at > started
     assert _statuses(db_url) == {1: "champion", 2: "canary"}
+    ramps = [e for e in registry.events(db_url, MODEL) if "to_percent" in (e["details"] or {})]
+    assert [(e["details"]["from_percent"], e["details"]["to_percent"]) for e in ramps] == [(5.0, 25.0)]
     _, fresh = canary.poll(settings, now=datetime.now(UTC), changed_by="test")
     assert fresh.action == "wait"  # the evidence from 5% does not count for 25%
-    with pytest.raises(canary.CanaryError, match=f"deployment {dep.id} is no longer active"):
-        canary.conclude(settings, dep.id, verdict, changed_by="test")
+    registry.end_deployment(db_url, MODEL, "ended", "test")
+    with pytest.raises(registry.RegistryError, match="no active deployment"):
+        registry.set_percent(db_url, MODEL, 50.0, changed_by="test", reason="none")
+    registry.start_deployment(db_url, MODEL, 2, "shadow", 0.0, changed_by="test", reason="shadow")
+    with pytest.raises(registry.RegistryError, match="only a canary has a share"):
+        registry.set_percent(db_url, MODEL, 50.0, changed_by="test", reason="no")
 
 
 @pytest.mark.integration

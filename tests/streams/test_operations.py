@@ -3,6 +3,7 @@ into a canary, and a Postgres outage mid-stream with nothing lost. Real broker, 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -101,6 +102,15 @@ def test_policy_hot_reload_refuses_a_bad_file_and_models_hot_swap_to_a_canary(
         assert arms == {("champion", 1), ("canary", v2.version)}
         assert all(r[2] == "canary" and r[3] for r in late)
         assert 'triage_stream_model_version{name="triage-classifier",role="canary"}' in w.metrics()
+
+        # A ramp raises the share in place: the worker follows it and every new ticket goes to the canary.
+        registry.set_percent(model_db, MODEL_NAME, 100.0, changed_by="tests", reason="ramp test")
+        wait_for(lambda: (w.health()["model"]["challenger"] or {}).get("percent") == 100.0, 20, "the new share")
+        produce(broker, TOPIC_RAW, _tickets(40, seed=23))
+        wait_for(lambda: count(model_db, DECISIONS) >= 290, 60, "290 decisions")
+        ramped = rows(model_db, "SELECT DISTINCT arm FROM triage.decisions WHERE ticket_id = ANY(%s)",
+                      ([json.loads(v)["ticket_id"] for _k, v in _tickets(40, seed=23)],))
+        assert ramped == [("canary",)]
     finally:
         w.stop()
 

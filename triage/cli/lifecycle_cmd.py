@@ -60,7 +60,7 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps({"active": True, "deployment_id": dep.id, "verdict": verdict.as_dict()}, default=str))
         return 0
     print(f"{dep.mode} of {dep.name} v{dep.challenger_version} beside champion v{dep.champion_version} at "
-          f"{dep.percent:g}% since {dep.started_at:%Y-%m-%d %H:%M} UTC")
+          f"{dep.percent:g}% since {dep.step_started_at:%Y-%m-%d %H:%M} UTC (started {dep.started_at:%Y-%m-%d %H:%M})")
     for arm in ("champion", "challenger"):
         n = verdict.numbers[arm]
         p95 = "-" if n["p95_latency_ms"] is None else f"{n['p95_latency_ms']:.1f} ms"
