@@ -83,7 +83,7 @@ _SHADOW_ROWS = _LABELLED + """
 """
 
 
-def _shadow_arm(arm: str, intent: str, urgency: str, abstained: str, other: str) -> str:
+def _shadow_arm(arm: str, intent: str, urgency: str, abstained: str, other: str, latency: str) -> str:
     agree = _AGREE.format(p=intent, ood=OOD_LABEL, a=abstained)
     override = (f"(human_intent IS NOT NULL AND human_intent IS DISTINCT FROM {intent}) OR "
                 f"(human_urgency IS NOT NULL AND human_urgency IS DISTINCT FROM {urgency})")
@@ -93,11 +93,14 @@ def _shadow_arm(arm: str, intent: str, urgency: str, abstained: str, other: str)
             f"count(*) FILTER (WHERE fb_kind IS NOT NULL AND ({override})) AS overrides, "
             f"count(*) FILTER (WHERE {abstained}) AS abstained, "
             f"count(*) FILTER (WHERE {intent} IS NULL AND {other} IS NOT NULL) AS errors, "
-            "NULL::double precision AS p95_latency_ms FROM s")
+            f"percentile_cont(0.95) WITHIN GROUP (ORDER BY {latency}) AS p95_latency_ms FROM s")
 
 
-SHADOW_SQL = (_SHADOW_ROWS + _shadow_arm("champion", "intent", "urgency", "abstained", "c_intent")
-              + " UNION ALL " + _shadow_arm("canary", "c_intent", "c_urgency", "c_abstained", "intent"))
+# Both models ran on the same batches: the champion's time is `inference_ms`, the shadow's is kept
+# beside it in `latency_ms` (NULL for decisions stored before it was, which percentile_cont skips).
+SHADOW_SQL = (_SHADOW_ROWS + _shadow_arm("champion", "intent", "urgency", "abstained", "c_intent", "inference_ms")
+              + " UNION ALL " + _shadow_arm("canary", "c_intent", "c_urgency", "c_abstained", "intent",
+                                            "(latency_ms ->> 'challenger_inference')::double precision"))
 
 
 class CanaryError(RuntimeError):

@@ -72,6 +72,8 @@ def build_decision(item: Prepared, result: Classified, models: ModelSet, policy:
     decided_at = now or datetime.now(UTC)
     latency = dict(timings)
     latency["inference"] = result.challenger_ms if arm == "canary" else result.inference_ms
+    if other is not None:  # the other model's time on the same batch: what a shadow's latency is judged on
+        latency["challenger_inference"] = result.inference_ms if arm == "canary" else result.challenger_ms
     latency["e2e"] = max(0.0, (decided_at - ticket.received_at).total_seconds() * 1000.0)
     return Decision(
         ticket_id=ticket.ticket_id, channel=ticket.channel, route=verdict.route, rule_id=verdict.rule_id,

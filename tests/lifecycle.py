@@ -45,12 +45,14 @@ def _prediction(name: str, version: int, intent: str, urgency: str, conf: float,
 
 def seed_decisions(url: str, start: datetime, end: datetime, n: int, *, seed: int, accuracy: float = 0.6,
                    version: int = 1, arm: str = "champion", label_rate: float = 1.0, latency_ms: float = 10.0,
-                   shadow: tuple[int, float] | None = None, prefix: str = "T") -> int:
+                   shadow: tuple[int, float] | None = None, shadow_latency_ms: float | None = None,
+                   prefix: str = "T") -> int:
     """`n` decisions of model `version` in [start, end), labelled by reviewers 2 minutes later.
 
-    `shadow=(version, accuracy)` adds a shadow challenger's prediction to every decision.
+    `shadow=(version, accuracy)` adds a shadow challenger's prediction to every decision, with its
+    inference time around `shadow_latency_ms` (default: the champion's `latency_ms`).
     """
-    gen, rng = TicketGenerator(seed=seed), random.Random(seed)
+    gen, rng, shadow_rng = TicketGenerator(seed=seed), random.Random(seed), random.Random(-seed)
     span = (end - start).total_seconds()
     with db.connect(url) as conn, conn.cursor() as cur:
         for i in range(n):
@@ -63,14 +65,19 @@ def seed_decisions(url: str, start: datetime, end: datetime, n: int, *, seed: in
             if shadow is not None:
                 s_intent = t.intent if rng.random() < shadow[1] else rng.choice([x for x in INTENTS if x != t.intent])
                 challenger, mode = Jsonb(_prediction(MODEL, shadow[0], s_intent, t.urgency, 0.9, False)), "shadow"
+            inference = latency_ms * rng.uniform(0.8, 1.2)
+            latencies: dict[str, float] = {"inference": inference}
+            if shadow is not None:  # its own generator, so the labels drawn below stay the same
+                latencies["challenger_inference"] = (shadow_latency_ms or latency_ms) * shadow_rng.uniform(0.8, 1.2)
             cur.execute(
                 "INSERT INTO triage.decisions (ticket_id, channel, route, rule_id, policy_version, model_name, "
                 "model_version, arm, intent, intent_confidence, urgency, urgency_confidence, abstained, prediction, "
-                "challenger, challenger_mode, masked_text, e2e_latency_ms, inference_ms, received_at, decided_at) "
-                "VALUES (%s,%s,'human_queue','r-queue','v1',%s,%s,%s,%s,0.8,%s,0.8,false,%s,%s,%s,%s,%s,%s,%s,%s)",
+                "challenger, challenger_mode, masked_text, latency_ms, e2e_latency_ms, inference_ms, received_at, "
+                "decided_at) "
+                "VALUES (%s,%s,'human_queue','r-queue','v1',%s,%s,%s,%s,0.8,%s,0.8,false,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 (tid, t.message["channel"], MODEL, version, arm, intent, urgency,
                  Jsonb(_prediction(MODEL, version, intent, urgency, 0.8, False)), challenger, mode, _masked(t),
-                 latency_ms * 3, latency_ms * rng.uniform(0.8, 1.2), decided - timedelta(milliseconds=50), decided),
+                 Jsonb(latencies), latency_ms * 3, inference, decided - timedelta(milliseconds=50), decided),
             )
             if rng.random() < label_rate:
                 right = intent == t.intent and urgency == t.urgency

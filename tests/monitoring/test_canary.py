@@ -202,7 +202,8 @@ def test_shadow_numbers_compare_both_models_on_the_same_tickets(db_url: str) -> 
     assert (champ.decisions, champ.judged, champ.agree, champ.overrides, champ.errors) == (4, 2, 1, 1, 0)
     assert (shadow.decisions, shadow.judged, shadow.agree, shadow.overrides, shadow.errors, shadow.abstained) == (
         4, 2, 2, 1, 1, 1)
-    assert shadow.p95_latency_ms is None and champ.p95_latency_ms is None
+    # The champion's time is inference_ms; these rows carry no shadow time (as rows stored before it was).
+    assert champ.p95_latency_ms == 10.0 and shadow.p95_latency_ms is None
 
 
 # ---- steps in the registry --------------------------------------------------------------------------------------
@@ -299,6 +300,23 @@ def test_shadow_step_promotes_on_the_same_tickets(db_url: str, tmp_path: Path) -
     assert state == "promoted", verdict.reason
     assert verdict.numbers["mode"] == "shadow" and verdict.numbers["challenger"]["decisions"] == 250
     assert _statuses(db_url) == {1: "retired", 2: "champion"}
+
+
+@pytest.mark.integration
+def test_a_slower_shadow_is_rolled_back_on_its_own_inference_time(db_url: str, tmp_path: Path) -> None:
+    _models(db_url)
+    settings = settings_for(db_url, tmp_path, canary_min_feedback="150", canary_mode="shadow")
+    canary.start(settings, 2, changed_by="test")
+    started = _backdate(db_url, 3)
+    now = datetime.now(UTC)
+    seed_decisions(db_url, started, now - timedelta(minutes=5), 250, seed=10, accuracy=0.65, shadow=(2, 0.9),
+                   latency_ms=10.0, shadow_latency_ms=20.0)
+    state, verdict = canary.step(settings, now=now, changed_by="test")
+    assert state == "rolled_back", verdict.reason
+    assert "p95 inference latency" in verdict.reason
+    champ, chal = verdict.numbers["champion"]["p95_latency_ms"], verdict.numbers["challenger"]["p95_latency_ms"]
+    assert 10.0 < champ <= 12.0 and 20.0 < chal <= 24.0
+    assert _statuses(db_url) == {1: "champion", 2: "rejected"}
 
 
 @pytest.mark.integration

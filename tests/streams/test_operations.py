@@ -101,6 +101,9 @@ def test_policy_hot_reload_refuses_a_bad_file_and_models_hot_swap_to_a_canary(
         arms = {(r[0], r[1]) for r in late}
         assert arms == {("champion", 1), ("canary", v2.version)}
         assert all(r[2] == "canary" and r[3] for r in late)
+        timed = rows(model_db, "SELECT count(*) FROM triage.decisions WHERE policy_version LIKE %s "
+                               "AND (latency_ms ->> 'challenger_inference')::float > 0", ("2026.11.9@%",))
+        assert timed == [(200,)], "the other model's inference time is kept beside the acting model's"
         assert 'triage_stream_model_version{name="triage-classifier",role="canary"}' in w.metrics()
 
         # A ramp raises the share in place: the worker follows it and every new ticket goes to the canary.
