@@ -26,7 +26,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the project root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import chaos_lib as lib
+from tests.support import chaos_stack as lib
 from triage.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "growth.json"
@@ -90,8 +90,10 @@ def scaling(work: Path, n: int, seed: int, timeout: float) -> dict[str, Any]:
                 for w in procs:
                     w.start()
                 if workers == 2:  # both members hold partitions before the backlog arrives
-                    lib.wait_for(lambda members=procs: all(json.loads(m.get("/health")).get("partitions")
-                                                           for m in members), 90, "both workers to hold partitions")
+                    def all_hold_partitions(members: list[Any] = procs) -> bool:
+                        return all(json.loads(m.get("/health")).get("partitions") for m in members)
+
+                    lib.wait_for(all_hold_partitions, 90, "both workers to hold partitions")
                 lib.produce(stack.bootstrap, inputs, lib.chunks(inputs, 1, seed)[0])
                 lib.wait_for(lambda: lib.scalar(stack.url, "SELECT count(*) FROM triage.decisions") >= n,
                              timeout, f"{n} decisions with {workers} worker(s)", interval=1.0)

@@ -19,7 +19,7 @@ and measures, in one run on this machine:
 
 Without --model it uses the newest model in the local store (`triage up`'s registry folder), else the
 MiniLM that `bench-model` trains (.triage/bench/banking77), else builds the tiny test model with
-`ml.tiny`; the JSON says which.
+`tests.support.tiny_model`; the JSON says which.
 """
 
 from __future__ import annotations
@@ -41,13 +41,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from apps.simulator import TicketGenerator
+from apps.stack.kafka import EmbeddedKafka
+from apps.stack.postgres import EmbeddedPostgres
+from apps.stack.procs import free_port, spawn, stop_group
 from triage import db
+from triage.kafka_admin import ensure_topics
 from triage.names import TOPIC_RAW, TOPICS
 from triage.settings import PROJECT_ROOT, get_settings
-from triage.simulator import TicketGenerator
-from triage.stack.kafka import EmbeddedKafka, ensure_topics
-from triage.stack.postgres import EmbeddedPostgres
-from triage.stack.procs import free_port, spawn, stop_group
 
 ROOT = PROJECT_ROOT
 
@@ -72,10 +73,10 @@ def pick_model(arg: str | None, work: Path) -> tuple[Path, str]:
         return banking, ("MiniLM trained on Banking77 by bench-model (77-class 'category' head, no intent/urgency: "
                          "decisions route by the policy's fallback rules; compute per ticket is the same)")
     out = work / "tiny-model"
-    say("no trained model in the local store: building the tiny model with ml.tiny (ops environment)")
-    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "ml.tiny", str(out)], cwd=ROOT, check=True,
-                   capture_output=True)
-    return out, "tiny model built by ml.tiny (no trained MiniLM model found)"
+    say("no trained model in the local store: building the tiny model with tests.support.tiny_model (ops environment)")
+    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "tests.support.tiny_model", str(out)], cwd=ROOT,
+                   check=True, capture_output=True)
+    return out, "tiny model built by tests.support.tiny_model (no trained MiniLM model found)"
 
 
 def describe_model(path: Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 Started by the `triage_candidate_registered` Asset (or by hand, with an optional `version`): runs the
 candidate beside the champion and promotes it only when live numbers say it is better
-(`monitoring.canary`).
+(`lifecycle.canary`).
 
 1. `start_deployment`: a canary acting for `TRIAGE_CANARY_START_PERCENT` of tickets (sticky by ticket id),
    or with `mode=shadow` (`TRIAGE_CANARY_MODE`) a shadow that only predicts. Idempotent.
@@ -68,8 +68,8 @@ def canary_promotion() -> None:
     def start_deployment(params: Any = None, triggering_asset_events: Any = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from lifecycle import canary
         from ml.registry import RegistryError
-        from monitoring import canary
 
         settings = get_settings()
         requested = (params or {}).get("version") or _asset_version(triggering_asset_events)
@@ -88,7 +88,7 @@ def canary_promotion() -> None:
         from airflow.sdk import PokeReturnValue
         from airflow.sdk.exceptions import AirflowFailException
 
-        from monitoring import canary
+        from lifecycle import canary
 
         dep, verdict = canary.poll(get_settings(), now=datetime.now(UTC), changed_by=CHANGED_BY)
         if dep is None or verdict is None or dep.challenger_version != started["version"]:
@@ -104,7 +104,7 @@ def canary_promotion() -> None:
     def apply_verdict(result: dict[str, Any]) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from monitoring import canary
+        from lifecycle import canary
 
         try:
             state = canary.conclude(get_settings(), result["deployment_id"], canary.Verdict.from_dict(result),
@@ -116,7 +116,7 @@ def canary_promotion() -> None:
 
     @teardown
     def stop_if_unsupervised(started: dict[str, Any]) -> bool:
-        from monitoring import canary
+        from lifecycle import canary
 
         stopped = canary.stop_if_active(get_settings(), started["version"], changed_by=CHANGED_BY,
                                         reason="canary_promotion ended without a verdict; the candidate no longer acts")

@@ -3,7 +3,7 @@
 
 Daily (`TRIAGE_RETRAIN_SCHEDULE`) and whenever `drift_report` updates the `triage_drift_detected`
 Asset, fine-tunes the champion on the production labels it has not seen and registers the result as a
-candidate only when it is better (`ml.retrain`). The run's upper bound is its data interval end (the
+candidate only when it is better (`lifecycle.retrain`). The run's upper bound is its data interval end (the
 drift event's time for a drift-triggered run), never the clock, so a re-run sees the same labels.
 
 1. `quality_gate`: the Great Expectations gate (`monitoring.quality`) on the labels and decisions since
@@ -66,7 +66,7 @@ def retrain_classifier() -> None:
     def quality_gate(data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from ml.retrain import SkipRetrain, label_window
+        from lifecycle.retrain import SkipRetrain, label_window
         from monitoring.quality import run_quality_gate
 
         settings, until = get_settings(), _until(data_interval_end, dag_run)
@@ -85,7 +85,7 @@ def retrain_classifier() -> None:
     def build_training_set(window: dict[str, Any], run_id: str | None = None) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from ml.retrain import RetrainConfig, SkipRetrain, build_training_set
+        from lifecycle.retrain import RetrainConfig, SkipRetrain, build_training_set
 
         settings = get_settings()
         try:
@@ -97,14 +97,14 @@ def retrain_classifier() -> None:
 
     @task(execution_timeout=timedelta(seconds=get_settings().retrain_time_budget_s * 1.5 + 900))
     def fine_tune(work_dir: str) -> str:
-        from ml.retrain import RetrainConfig, fine_tune, load_training_set
+        from lifecycle.retrain import RetrainConfig, fine_tune, load_training_set
 
         settings = get_settings()
         return str(fine_tune(settings, RetrainConfig.from_settings(settings), load_training_set(Path(work_dir))))
 
     @task
     def evaluate(work_dir: str, candidate_dir: str) -> dict[str, Any]:
-        from ml.retrain import RetrainConfig, evaluate_pair, load_training_set
+        from lifecycle.retrain import RetrainConfig, evaluate_pair, load_training_set
 
         settings = get_settings()
         result = evaluate_pair(settings, RetrainConfig.from_settings(settings), load_training_set(Path(work_dir)),
@@ -117,7 +117,7 @@ def retrain_classifier() -> None:
                            outlet_events: Any = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from ml.retrain import SkipRetrain, load_training_set, register_candidate
+        from lifecycle.retrain import SkipRetrain, load_training_set, register_candidate
 
         settings = get_settings()
         try:
@@ -133,7 +133,7 @@ def retrain_classifier() -> None:
 
     @teardown
     def clean_up(run_id: str | None = None) -> None:
-        from ml.retrain import clean
+        from lifecycle.retrain import clean
 
         freed = clean(_work_dir(str(run_id)))
         print(f"removed the candidate's working copy ({freed / 1e6:.1f} MB); audit files kept in "

@@ -66,5 +66,5 @@ def check_model_dir(model_dir: Path) -> None:
         if not (model_dir / name).is_file():
             raise FileNotFoundError(
                 f"{model_dir / name} is missing: {model_dir} is not a complete model folder "
-                "(train one with `triage train` or `python -m ml.tiny`)"
+                "(train one with `triage train`)"
             )

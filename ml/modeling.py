@@ -45,7 +45,7 @@ class MultiHeadClassifier(nn.Module):
             first = self.heads_labels[self.head_names[0]]
             config.id2label = dict(enumerate(first))
             config.label2id = {lab: i for i, lab in enumerate(first)}
-        self.encoder.save_pretrained(out_dir)  # type: ignore[operator]
+        self.encoder.save_pretrained(out_dir)
         save_file({k: v.contiguous() for k, v in self.heads.state_dict().items()}, str(out_dir / layout.HEADS_WEIGHTS))
         layout.write_json(out_dir, layout.LABEL_MAPS, layout.label_maps(self.heads_labels))
 
@@ -66,4 +66,5 @@ def load_trained(model_dir: Path) -> MultiHeadClassifier:
     heads = layout.read_heads(model_dir)
     model = MultiHeadClassifier(encoder, int(encoder.config.hidden_size), heads)
     model.heads.load_state_dict(load_file(str(model_dir / layout.HEADS_WEIGHTS)))
-    return model.eval()
+    model.eval()
+    return model

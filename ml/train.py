@@ -161,8 +161,8 @@ def _quiet_transformers() -> None:
     from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     hub_utils.disable_progress_bars()  # type: ignore[attr-defined]
 
 

@@ -137,7 +137,7 @@ def validate(frames: dict[str, pd.DataFrame], settings: Settings, project_dir: P
     import great_expectations as gx
 
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
     source = context.data_sources.add_or_update_pandas("triage")
     result = QualityResult(run_key=run_key, rows={k: len(v) for k, v in frames.items()})
     for suite_name, checks in _expectations(settings).items():

@@ -15,7 +15,7 @@ log = logging.getLogger("streams")
 
 
 def _ensure_topics(bootstrap: str, partitions: int, timeout: float = 60.0) -> None:
-    from triage.stack.kafka import ensure_topics
+    from triage.kafka_admin import ensure_topics
 
     deadline = time.monotonic() + timeout
     delay = 0.5

@@ -95,8 +95,8 @@ class Draft:
 
 def retry_parked(url: str, ids: Sequence[str] | None = None, adapter: str | None = None) -> list[str]:
     """Re-queue parked actions (see `triage actions retry`); one implementation, kept in the CLI module so
-    the ops environment needs nothing from `streams`. Imported here lazily: `triage.cli` loads every command."""
-    from triage.cli.actions_cmd import retry_parked as requeue
+    the ops environment needs nothing from `streams`. Imported here lazily: `apps.cli` loads every command."""
+    from apps.cli.actions_cmd import retry_parked as requeue
 
     return requeue(url, ids, adapter)
 
@@ -280,7 +280,7 @@ def backoff_s(attempts: int, base: float, cap: float, rng: random.Random | None 
     """Delay before attempt `attempts + 1`: base * 2^(attempts-1), capped, with jitter in [50 %, 100 %]."""
     r = rng or random
     delay = min(cap, base * 2 ** max(0, attempts - 1))
-    return delay * (0.5 + r.random() / 2)
+    return float(delay * (0.5 + r.random() / 2))
 
 
 @dataclass

@@ -279,8 +279,8 @@ class Drafter:
                 call.tokens_in, call.cost_usd = reservation.tokens, reservation.cost_usd
             else:
                 await self._settle(reservation, 0, Decimal(0))
-            _, draft, reason, route = self._cheap_path(prompt, f"LLM call failed: {exc.reason}", route)
-            return "error", draft, reason, route
+            _, draft, reason, fallback_route = self._cheap_path(prompt, f"LLM call failed: {exc.reason}", route)
+            return "error", draft, reason, fallback_route
         finally:
             self.in_flight -= 1
             self.slots.release()

@@ -62,7 +62,7 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     """Full-jitter exponential backoff: uniform in [base*2^attempt / 2, base*2^attempt], capped."""
     r = rng or random
     ceiling = min(cap, base * 2**attempt)
-    return ceiling / 2 + r.random() * ceiling / 2
+    return float(ceiling / 2 + r.random() * ceiling / 2)
 
 
 def retry_after(response: httpx.Response) -> float | None:

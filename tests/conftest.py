@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from apps.stack.kafka import EmbeddedKafka
+from apps.stack.postgres import EmbeddedPostgres
+from apps.stack.procs import free_port, stop_group
 from triage import db
-from triage.stack.kafka import EmbeddedKafka
-from triage.stack.postgres import EmbeddedPostgres
-from triage.stack.procs import free_port, stop_group
 
 _db_counter = itertools.count()
 
@@ -65,11 +65,11 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
-    """A complete small model folder (ONNX fp32 + int8, tokenizer, label maps) from `ml.tiny`.
+    """A complete small model folder (ONNX fp32 + int8, tokenizer, label maps) from `tests.support.tiny_model`.
 
     Building takes 15-60 s on a busy 2-core machine, so it is cached under `.triage/test-cache`,
     keyed by the hash of its sources.
     """
-    from ml.tiny import cached_tiny_model
+    from tests.support.tiny_model import cached_tiny_model
 
     return cached_tiny_model()

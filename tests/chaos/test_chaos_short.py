@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from bench import chaos, chaos_fuzz
-from bench.chaos_lib import Verdict
+from tests.support import chaos_scenarios as chaos
+from tests.support import fuzz as chaos_fuzz
+from tests.support.chaos_stack import Verdict
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from apps.stack.postgres import EmbeddedPostgres
 from triage import db
 from triage.settings import PROJECT_ROOT
-from triage.stack.postgres import EmbeddedPostgres
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.dags.airflow_helpers import asset_events, task_states
-from tests.monitoring import fixtures
 from tests.monitoring.conftest import fresh_db
-from tests.monitoring.seed import seed_window, write_reference
+from tests.support import fixtures
+from tests.support.airflow_runs import asset_events, task_states
+from tests.support.seed import seed_window, write_reference
 from triage import db
 from triage.assets import DRIFT_ASSET_URI
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from monitoring import canary
-from tests.dags.airflow_helpers import asset_events, task_states
-from tests.lifecycle import MODEL, beatable_champion, seed_arms, seed_decisions, settings_for
+from lifecycle import canary
 from tests.monitoring.conftest import fresh_db
+from tests.support.airflow_runs import asset_events, task_states
+from tests.support.lifecycle import MODEL, beatable_champion, seed_arms, seed_decisions, settings_for
 from triage import db
 from triage.assets import CANDIDATE_ASSET_URI
 

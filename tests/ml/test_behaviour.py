@@ -43,10 +43,10 @@ TEMPLATES = [
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
-    from ml.tiny import build_small_pretrained_base
+    from apps.simulator import write_csv
     from ml.train import TrainingArgs, train
+    from tests.support.tiny_model import build_small_pretrained_base
     from triage.labels import OOD_LABEL
-    from triage.simulator import write_csv
 
     tmp = tmp_path_factory.mktemp("small")
     write_csv(tmp / "sim.csv", 800, seed=1, ood_rate=0.05)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from apps.bootstrap import ensure_champion
+from apps.cli import main
+from apps.simulator import write_csv
 from ml import registry
-from ml.bootstrap import ensure_champion
 from ml.data import from_db
-from ml.tiny import build_tiny_base
+from tests.support.tiny_model import build_tiny_base
 from triage import db
-from triage.cli import main
 from triage.settings import Settings, get_settings
-from triage.simulator import write_csv
 
 
 @pytest.fixture(scope="module")

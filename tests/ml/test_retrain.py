@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml import registry, retrain
-from ml.retrain import RetrainConfig, SkipRetrain
-from tests.lifecycle import beatable_champion, seed_decisions, settings_for
+from lifecycle import retrain
+from lifecycle.retrain import RetrainConfig, SkipRetrain
+from ml import registry
+from tests.support.lifecycle import beatable_champion, seed_decisions, settings_for
 
 # ---- pure pieces ------------------------------------------------------------------------------------------------
 

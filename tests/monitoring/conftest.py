@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from apps.stack.postgres import EmbeddedPostgres
 from triage import db
-from triage.stack.postgres import EmbeddedPostgres
 
 _counter = itertools.count()
 
@@ -26,7 +26,7 @@ def fresh_db(pg_server: EmbeddedPostgres, prefix: str) -> str:
 
 @pytest.fixture(scope="session")
 def reference_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.monitoring.seed import write_reference
+    from tests.support.seed import write_reference
 
     return write_reference(tmp_path_factory.mktemp("model") / "reference.csv")
 
@@ -38,8 +38,8 @@ def marts_db(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFacto
     Returns (url, dbt target folder, the build's DbtResult).
     """
     from monitoring import rollup
-    from tests.monitoring import fixtures
-    from tests.monitoring.seed import seed_window
+    from tests.support import fixtures
+    from tests.support.seed import seed_window
 
     url = fresh_db(pg_server, "marts")
     fixtures.register_models(url, {1: "champion", 2: "canary"})

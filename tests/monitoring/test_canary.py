@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from psycopg.types.json import Jsonb
 
+from lifecycle import canary
+from lifecycle.canary import ArmStats, Policy, decide, two_proportion_ztest
 from ml import registry
-from monitoring import canary
-from monitoring.canary import ArmStats, Policy, decide, two_proportion_ztest
-from tests.lifecycle import MODEL, seed_arms, seed_decisions, settings_for
+from tests.support.lifecycle import MODEL, seed_arms, seed_decisions, settings_for
 from triage import db
 
 POLICY = Policy(min_feedback=100, alpha=0.05, latency_tolerance=0.1, timeout=timedelta(hours=72))
@@ -344,7 +344,7 @@ def test_pick_candidate_names_the_fix_when_there_is_none(db_url: str, tmp_path: 
 @pytest.mark.integration
 def test_cli_starts_shows_and_stops_a_canary(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from triage.cli import main
+    from apps.cli import main
     from triage.settings import get_settings
 
     _models(db_url)

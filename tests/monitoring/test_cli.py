@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.cli import main
+from apps.cli import main
 from triage.settings import get_settings
 
 

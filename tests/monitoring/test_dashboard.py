@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitoring import dashboard
-from tests.monitoring import fixtures
+from tests.support import fixtures
 from triage import db
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

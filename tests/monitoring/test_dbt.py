@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from monitoring import rollup
-from tests.monitoring import fixtures
+from tests.support import fixtures
 from triage import db, names
 
 DBT = rollup.DBT_PROJECT_DIR

@@ -12,7 +12,7 @@ import pytest
 
 from monitoring import drift
 from tests.monitoring.conftest import fresh_db
-from tests.monitoring.seed import MODEL, seed_window
+from tests.support.seed import MODEL, seed_window
 from triage import db
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)

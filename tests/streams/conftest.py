@@ -1,5 +1,5 @@
-"""Stream fixtures: a small real model (built once by `ml.tiny` in the ops environment), a database with
-it registered as champion, and a broker of the test's own so integration tests do not share topics."""
+"""Stream fixtures: a small real model (built once by `tests.support.tiny_model` in the ops environment), a
+database with it registered as champion, and a broker of the test's own so integration tests do not share topics."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from apps.stack.kafka import EmbeddedKafka
+from apps.stack.procs import free_port, stop_group
+from triage.kafka_admin import ensure_topics
 from triage.names import TOPICS
 from triage.schemas import ModelVersion
-from triage.stack.kafka import EmbeddedKafka, ensure_topics
-from triage.stack.procs import free_port, stop_group
 
 MODEL_NAME = "triage-classifier"
 

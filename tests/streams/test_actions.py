@@ -22,7 +22,7 @@ from streams.actions import (
     retry_parked,
 )
 from streams.breaker import BreakerBoard
-from tests.streams.fake_servers import WebhookSink, make_decision
+from tests.support.fake_servers import WebhookSink, make_decision
 from triage.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration

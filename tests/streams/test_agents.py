@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from apps.simulator import MALFORMED, TicketGenerator
 from streams.app import Worker, create_app
 from streams.audit import AuditSink
 from streams.models import ModelManager, default_loader
 from streams.pipeline import Pipeline
 from tests.streams.conftest import MODEL_NAME
-from tests.streams.helpers import count, rows
+from tests.support.stream_helpers import count, rows
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ
 from triage.settings import load_settings
-from triage.simulator import MALFORMED, TicketGenerator
 
 pytestmark = pytest.mark.integration  # real Postgres
 

@@ -13,16 +13,16 @@ from typing import Any
 import psycopg
 import pytest
 
+from apps.simulator import TicketGenerator
+from apps.stack.procs import free_port, spawn, stop_group
 from streams.actions import Dispatcher, WebhookAdapter, WorkQueueAdapter
 from streams.breaker import BreakerBoard
 from streams.drafter import Drafter, Outcome
 from streams.llm_client import LLMClient
-from tests.streams.fake_servers import FakeLLM, WebhookSink, make_decision
-from tests.streams.helpers import STREAM_PYTHON, produce, wait_for
+from tests.support.fake_servers import FakeLLM, WebhookSink, make_decision
+from tests.support.stream_helpers import STREAM_PYTHON, produce, wait_for
 from triage.names import TOPIC_DECISIONS
 from triage.settings import PROJECT_ROOT, Settings, load_settings
-from triage.simulator import TicketGenerator
-from triage.stack.procs import free_port, spawn, stop_group
 
 pytestmark = pytest.mark.integration
 PRICES = '{"fake-model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}'

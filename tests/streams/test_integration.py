@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.streams.helpers import WorkerProcess, count, produce, rows, ticket_bytes, wait_for
+from apps.simulator import MALFORMED, TicketGenerator
+from tests.support.stream_helpers import WorkerProcess, count, produce, rows, ticket_bytes, wait_for
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ, TOPIC_RAW
-from triage.simulator import MALFORMED, TicketGenerator
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 
 from streams.breaker import CircuitBreaker
 from streams.llm_client import LLMClient, LLMError, LLMUnavailable, backoff_delay
-from tests.streams.fake_servers import FakeLLM
+from tests.support.fake_servers import FakeLLM
 from triage.settings import PROJECT_ROOT, ModelPrice, load_settings
 
 LLM_ENV = PROJECT_ROOT / ".venv-llm" / ".installed"
@@ -184,8 +184,8 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
 @pytest.mark.llm
 @pytest.mark.skipif(not LLM_ENV.exists(), reason="local-LLM environment .venv-llm not installed (run `make llm`)")
 def test_real_llama_cpp_server_with_smollm2(tmp_path: Path) -> None:
-    from triage.stack.llm import EmbeddedLLM
-    from triage.stack.procs import free_port, stop_group
+    from apps.stack.llm import EmbeddedLLM
+    from apps.stack.procs import free_port, stop_group
 
     settings = load_settings(
         {"TRIAGE_LLM_PORT": str(free_port()), "TRIAGE_STATE_DIR": str(tmp_path), "TRIAGE_LLM_TIMEOUT_S": "60"}
@@ -202,8 +202,8 @@ def test_real_llama_cpp_server_with_smollm2(tmp_path: Path) -> None:
 
 
 def test_local_llm_helpers_without_the_llm_environment(tmp_path: Path) -> None:
-    from triage.stack.llm import EmbeddedLLM, check_llm, llm_available
-    from triage.stack.procs import StackError, free_port
+    from apps.stack.llm import EmbeddedLLM, check_llm, llm_available
+    from apps.stack.procs import StackError, free_port
 
     fake_env = tmp_path / ".venv-llm"
     settings = load_settings({"TRIAGE_LLM_PYTHON": str(fake_env / "bin" / "python")})

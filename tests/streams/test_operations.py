@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from apps.simulator import TicketGenerator
+from apps.stack.postgres import EmbeddedPostgres
+from apps.stack.procs import free_port, stop_group
 from tests.streams.conftest import MODEL_NAME, register_champion
-from tests.streams.helpers import WorkerProcess, count, produce, rows, ticket_bytes, wait_for
+from tests.support.stream_helpers import WorkerProcess, count, produce, rows, ticket_bytes, wait_for
 from triage import db
 from triage.names import TOPIC_RAW
 from triage.settings import PROJECT_ROOT
-from triage.simulator import TicketGenerator
-from triage.stack.postgres import EmbeddedPostgres
-from triage.stack.procs import free_port, stop_group
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.simulator import MALFORMED, TicketGenerator
 from streams.decide import Classified, build_decision
 from streams.ingest import Source, decode_feedback, decode_ticket, reason_kind
 from streams.models import LoadedModel, ModelSet, in_canary
@@ -18,7 +19,6 @@ from streams.policy import load_policy
 from streams.prepare import WITHHELD, prepare
 from triage.schemas import DeadLetter, Feedback, HeadPrediction, LabelScore, Prediction, Ticket
 from triage.settings import PROJECT_ROOT
-from triage.simulator import MALFORMED, TicketGenerator
 
 SRC = Source("tickets.raw", 2, 41, b"k")
 POLICY = load_policy(PROJECT_ROOT / "streams" / "policy.yaml")

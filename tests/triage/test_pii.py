@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.bench_pii import build_corpus, score
+from apps.simulator import TicketGenerator, iban_complete, luhn_complete
+from tests.support.pii_corpus import build_corpus, score
 from triage import pii
 from triage.pii import contains_pii, find_pii, iban_ok, luhn_ok, mask, restore, safe_mask
-from triage.simulator import TicketGenerator, iban_complete, luhn_complete
 
 TRIAGE = Path(sys.executable).parent / "triage"
 

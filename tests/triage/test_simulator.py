@@ -4,9 +4,9 @@ import csv
 import random
 from collections import Counter
 
+from apps.simulator import TicketGenerator, feedback_for, iban_complete, luhn_complete, write_csv
 from triage.labels import INTENTS, OOD_LABEL, URGENCIES
 from triage.schemas import Feedback, Ticket
-from triage.simulator import TicketGenerator, feedback_for, iban_complete, luhn_complete, write_csv
 
 
 def _luhn_ok(number: str) -> bool:

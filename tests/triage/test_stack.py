@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from apps.stack.procs import StackError, free_port
+from apps.stack.supervisor import Supervisor, state_for
 from triage.settings import PROJECT_ROOT, load_settings
-from triage.stack.procs import StackError, free_port
-from triage.stack.supervisor import Supervisor, state_for
 
 TRIAGE = str(Path(sys.executable).parent / "triage")
 

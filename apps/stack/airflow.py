@@ -9,8 +9,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from apps.stack.procs import spawn, wait_until
 from triage.settings import PROJECT_ROOT, Settings
-from triage.stack.procs import spawn, wait_until
 
 HEALTH_PATH = "/api/v2/monitor/health"
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")

@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from triage.stack.supervisor import Supervisor
+    from apps.stack.supervisor import Supervisor
 
     settings = get_settings()
     if args.no_airflow:
@@ -53,14 +53,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from triage.stack.supervisor import down
+    from apps.stack.supervisor import down
 
     down(get_settings())
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from triage.stack.supervisor import drafting_summary, health, llm_line
+    from apps.stack.supervisor import drafting_summary, health, llm_line
 
     settings = get_settings()
     result = health(settings)
@@ -72,8 +72,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from triage import simulator
-    from triage.cli.common import UsageError
+    from apps import simulator
+    from apps.cli.common import UsageError
 
     if args.rate <= 0:
         raise UsageError(f"--rate {args.rate} must be positive")

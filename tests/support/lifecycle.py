@@ -13,10 +13,10 @@ from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
+from apps.simulator import TicketGenerator
 from triage import db
 from triage.labels import INTENTS
 from triage.settings import Settings, load_settings
-from triage.simulator import TicketGenerator
 
 MODEL = "triage-classifier"
 
@@ -110,7 +110,7 @@ def beatable_champion(tmp_path_factory: object) -> Path:
         import shutil
 
         from ml import layout
-        from ml.tiny import build_tiny_model
+        from tests.support.tiny_model import build_tiny_model
 
         base = tmp_path_factory.mktemp("champion")  # type: ignore[attr-defined]
         tiny = build_tiny_model(base / "tiny", seed=0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from apps.stack.procs import StackError
 from triage.db import DatabaseUnavailable
 from triage.settings import SettingsError
-from triage.stack.procs import StackError
 
 
 class UsageError(ValueError):

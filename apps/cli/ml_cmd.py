@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from triage.cli.common import UsageError
+from apps.cli.common import UsageError
 from triage.settings import get_settings
 
 

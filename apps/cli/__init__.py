@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from triage.cli import actions_cmd, db_cmd, lifecycle_cmd, ml_cmd, monitoring_cmd, pii_cmd, stack_cmd
-from triage.cli.common import EXPECTED_ERRORS, fail
+from apps.cli import actions_cmd, canary_cmd, db_cmd, ml_cmd, monitoring_cmd, pii_cmd, stack_cmd
+from apps.cli.common import EXPECTED_ERRORS, fail
 
 REGISTRARS = (stack_cmd.register, db_cmd.register, pii_cmd.register, monitoring_cmd.register, actions_cmd.register,
-              ml_cmd.register, lifecycle_cmd.register)
+              ml_cmd.register, canary_cmd.register)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
+from apps.simulator import TicketGenerator
 from triage import db
 from triage.labels import INTENTS, ROUTES
 from triage.pii import mask
-from triage.simulator import TicketGenerator
 
 MODEL = "triage-classifier"
 

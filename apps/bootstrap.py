@@ -25,8 +25,8 @@ def ensure_champion(settings: Settings, say: Callable[[str], None] = print, *, r
     current = registry.champion(url, settings.model_name)
     if current is not None:
         return current
+    from apps.simulator import write_csv
     from ml.train import TrainingArgs, default_base, train
-    from triage.simulator import write_csv
 
     say(f"no champion for {settings.model_name}: training one on {rows} simulated tickets "
         f"(MiniLM, up to {epochs} epochs, about 4 minutes)")

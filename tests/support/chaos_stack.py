@@ -29,13 +29,14 @@ from typing import Any
 
 import psycopg
 
+from apps.simulator import MALFORMED, TicketGenerator, feedback_for
+from apps.stack.kafka import EmbeddedKafka
+from apps.stack.postgres import EmbeddedPostgres
+from apps.stack.procs import free_port, spawn, stop_group
 from triage import db
+from triage.kafka_admin import ensure_topics
 from triage.names import TOPIC_FEEDBACK, TOPIC_RAW, TOPICS
 from triage.settings import PROJECT_ROOT
-from triage.simulator import MALFORMED, TicketGenerator, feedback_for
-from triage.stack.kafka import EmbeddedKafka, ensure_topics
-from triage.stack.postgres import EmbeddedPostgres
-from triage.stack.procs import free_port, spawn, stop_group
 
 STREAM_PYTHON = PROJECT_ROOT / ".venv-stream" / "bin" / "python"
 MODEL_NAME = "triage-classifier"
@@ -61,8 +62,8 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 
 
 def tiny_model() -> Path:
-    """The small real model that `ml.tiny` builds, cached by the hash of its sources."""
-    from ml.tiny import cached_tiny_model
+    """The small real model that `tests.support.tiny_model` builds, cached by the hash of its sources."""
+    from tests.support.tiny_model import cached_tiny_model
 
     return cached_tiny_model()
 

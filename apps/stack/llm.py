@@ -12,8 +12,8 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from apps.stack.procs import StackError, require_free_port, spawn, wait_until
 from triage.settings import PROJECT_ROOT, Settings
-from triage.stack.procs import StackError, require_free_port, spawn, wait_until
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

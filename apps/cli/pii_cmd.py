@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from triage.cli.common import UsageError
+from apps.cli.common import UsageError
 
 
 def register(sub: Any) -> None:

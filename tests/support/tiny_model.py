@@ -2,7 +2,7 @@
 simulator tickets and written as a complete model folder (ONNX fp32 + int8, tokenizer, label maps,
 thresholds). For tests and for stream development; its predictions are weak on purpose.
 
-    .venv/bin/python -m ml.tiny OUT_DIR
+    .venv/bin/python -m tests.support.tiny_model OUT_DIR
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def build_tiny_base(base_dir: Path, texts: list[str], seed: int = 0) -> Path:
 
 def build_tiny_model(out_dir: Path, seed: int = 0, rows: int = 600, epochs: int = 4, say: object = None) -> Path:
     """Write a complete, small model folder to `out_dir` (about 10 s on 2 cores); returns it."""
+    from apps.simulator import write_csv
     from ml.data import load_file
     from ml.train import TrainingArgs, train
-    from triage.simulator import write_csv
 
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="triage-tiny-") as tmp:
@@ -83,7 +83,7 @@ def _source_key() -> str:
 def cached_tiny_model(cache_dir: Path | None = None) -> Path:
     """The tiny model folder, built once per source version under `.triage/test-cache` (tests, chaos runs).
 
-    Built by `python -m ml.tiny` in the ops environment, so it can be asked for from the stream
+    Built by `python -m tests.support.tiny_model` in the ops environment, so it can be asked for from the stream
     environment too (which has no torch). Safe when several processes ask at once.
     """
     from triage.settings import PROJECT_ROOT
@@ -93,17 +93,18 @@ def cached_tiny_model(cache_dir: Path | None = None) -> Path:
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     ops_python = PROJECT_ROOT / ".venv" / "bin" / "python"
-    result = subprocess.run([str(ops_python), "-m", "ml.tiny", str(tmp)], cwd=PROJECT_ROOT, capture_output=True,
-                            text=True, timeout=600, check=False)
+    result = subprocess.run([str(ops_python), "-m", "tests.support.tiny_model", str(tmp)], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"ml.tiny failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"tests.support.tiny_model failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     with contextlib.suppress(OSError):  # another process built it first
         tmp.rename(out)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ml.tiny", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(prog="python -m tests.support.tiny_model",
+                                description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("out_dir", type=Path, help="model folder to write")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)

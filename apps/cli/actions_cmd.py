@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
+from apps.cli.common import UsageError
 from triage import db
-from triage.cli.common import UsageError
 from triage.names import T_ACTIONS, qualified
 from triage.settings import get_settings
 

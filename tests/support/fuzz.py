@@ -18,12 +18,12 @@ import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from apps.simulator import TicketGenerator
 from streams.ingest import Source, decode_feedback, decode_ticket
 from streams.policy import PolicyError, parse_policy
 from triage.names import TOPIC_FEEDBACK, TOPIC_RAW
 from triage.schemas import DeadLetter, Ticket
 from triage.settings import PROJECT_ROOT
-from triage.simulator import TicketGenerator
 
 MAX_BODY = 20_000
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=40),

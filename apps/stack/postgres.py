@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from triage.stack.procs import StackError, spawn, wait_until
+from apps.stack.procs import StackError, spawn, wait_until
 
 
 def _pg_bin() -> Path:

@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 
+from apps.stack.procs import free_port, spawn, stop_group
 from triage.settings import PROJECT_ROOT
-from triage.stack.procs import free_port, spawn, stop_group
 
 STREAM_PYTHON = PROJECT_ROOT / ".venv-stream" / "bin" / "python"
 

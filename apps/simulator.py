@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from triage import sim_text as T
+from apps import sim_text as T
 from triage.labels import INTENTS, OOD_LABEL, URGENCIES
 from triage.names import TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_RAW
 

@@ -200,8 +200,8 @@ def make_decision(
     return Decision(
         ticket_id=ticket_id,
         channel="email",
-        route=route,
-        rule_id="draft-when-fairly-sure",  # type: ignore[arg-type]
+        route=route,  # type: ignore[arg-type]
+        rule_id="draft-when-fairly-sure",
         policy_version="test@0",
         reason="test",
         model_name="triage-classifier",

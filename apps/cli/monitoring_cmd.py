@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from triage.cli.common import UsageError
+from apps.cli.common import UsageError
 from triage.settings import get_settings
 
 

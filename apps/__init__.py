@@ -1,0 +1,1 @@
+"""Applications: the `triage` CLI, the local stack supervisor, the ticket simulator (the top floor)."""

@@ -1,0 +1,1 @@
+"""Test support shared by the test suites and the benchmarks: fake servers, seeders, the tiny model, stacks."""
