@@ -47,6 +47,7 @@ test-stream: install
 
 lint: install
 	$(OPS)/ruff check .
+	$(OPS)/lint-imports --no-cache
 	$(OPS)/mypy
 
 # Re-pin both environments from the *.in files (run after changing a requirement).

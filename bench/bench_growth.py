@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the project root importab
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support import chaos_stack as lib
+from tests.support.stream_helpers import wait_for
 from triage.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "growth.json"
@@ -65,7 +66,7 @@ def one_volume(stack: lib.Stack, n: int, seed: int, timeout: float) -> dict[str,
         lib.say(f"{n} tickets: producing")
         lib.produce(stack.bootstrap, inputs, lib.chunks(inputs, 1, seed)[0])
         t0 = time.monotonic()
-        lib.wait_for(lambda: lib.scalar(url, "SELECT count(*) FROM triage.decisions") >= n, timeout,
+        wait_for(lambda: lib.scalar(url, "SELECT count(*) FROM triage.decisions") >= n, timeout,
                      f"{n} decisions", interval=1.0)
         wall = time.monotonic() - t0
         decided, per_s = rate(url)
@@ -93,9 +94,9 @@ def scaling(work: Path, n: int, seed: int, timeout: float) -> dict[str, Any]:
                     def all_hold_partitions(members: list[Any] = procs) -> bool:
                         return all(json.loads(m.get("/health")).get("partitions") for m in members)
 
-                    lib.wait_for(all_hold_partitions, 90, "both workers to hold partitions")
+                    wait_for(all_hold_partitions, 90, "both workers to hold partitions")
                 lib.produce(stack.bootstrap, inputs, lib.chunks(inputs, 1, seed)[0])
-                lib.wait_for(lambda: lib.scalar(stack.url, "SELECT count(*) FROM triage.decisions") >= n,
+                wait_for(lambda: lib.scalar(stack.url, "SELECT count(*) FROM triage.decisions") >= n,
                              timeout, f"{n} decisions with {workers} worker(s)", interval=1.0)
                 out[f"workers_{workers}_per_s"] = round(rate(stack.url)[1], 1)
             finally:

@@ -35,7 +35,7 @@ from tests.support.chaos_scenarios import (
     survivor,
     webhook_outage,
 )
-from tests.support.chaos_stack import Verdict, say
+from tests.support.chaos_stack import ScenarioResult, say
 from triage.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results" / "chaos.json"
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     n = args.tickets
     small = max(200, n // 10)
-    plan: dict[str, Callable[[Path], Verdict]] = {
+    plan: dict[str, Callable[[Path], ScenarioResult]] = {
         "1": lambda w: kill_restart(w, n, 5, args.seed),
         "2": lambda w: survivor(w, small, args.seed + 2),
         "3": lambda w: postgres_outage(w, small, args.seed + 3, 20.0),
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     started = time.monotonic()
     limit_s = args.time_limit_min * 60
-    verdicts: list[Verdict] = []
+    verdicts: list[ScenarioResult] = []
     skipped: list[str] = []
     timings: dict[str, float] = {}
     for key in wanted:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 v = plan[key](Path(tmp))
             except Exception as exc:  # noqa: BLE001 - a scenario that breaks is a FAIL row with the reason
-                v = Verdict(scenario=f"{key} {SCENARIOS[key]}", tickets_in=0, decisions=0, dlq=0, effects=0,
+                v = ScenarioResult(scenario=f"{key} {SCENARIOS[key]}", tickets_in=0, decisions=0, dlq=0, effects=0,
                             duplicates=0, lost=0, passed=False, details={"error": f"{type(exc).__name__}: {exc}"})
         timings[key] = round(time.monotonic() - t0, 1)
         v.details["seconds"] = timings[key]
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         result["earlier_run"] = {k: earlier.get(k) for k in ("created_at", "command", "seconds", "skipped")}
         result["all_passed"] = all(r["pass"] for r in result["scenarios"]) and not skipped
         print("\nmerged with the earlier run:")
-        print(lib.table([Verdict(r["scenario"], r["tickets_in"], r["decisions"], r["dlq"], r["effects"],
+        print(lib.table([ScenarioResult(r["scenario"], r["tickets_in"], r["decisions"], r["dlq"], r["effects"],
                                  r["duplicates"], r["lost"], r["pass"]) for r in result["scenarios"]]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))

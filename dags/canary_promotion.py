@@ -107,7 +107,7 @@ def canary_promotion() -> None:
         from lifecycle import canary
 
         try:
-            state = canary.conclude(get_settings(), result["deployment_id"], canary.Verdict.from_dict(result),
+            state = canary.conclude(get_settings(), result["deployment_id"], canary.CanaryDecision.from_dict(result),
                                     changed_by=CHANGED_BY)
         except canary.CanaryError as exc:
             raise AirflowFailException(str(exc)) from None

@@ -10,7 +10,7 @@ from the model's), abstention rate, error rate (the model gave no prediction whi
 did) and, in canary mode, p95 inference latency. Proportions are compared with a two-proportion z-test
 (one-sided at `alpha` in each direction).
 
-Verdict, in order: roll back when the challenger's error rate is significantly higher, its p95
+CanaryDecision, in order: roll back when the challenger's error rate is significantly higher, its p95
 latency exceeds the champion's by more than the tolerance, or (once each arm has `min_feedback`
 labelled decisions) its agreement is significantly lower or its override rate significantly
 higher; promote (or ramp to the next step first) when its agreement is significantly higher;
@@ -25,35 +25,26 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from psycopg.types.json import Jsonb
-
+from ml import registry
 from triage import db
+from triage.errors import TriageError
 from triage.labels import OOD_LABEL
-from triage.names import T_DECISIONS, T_DEPLOYMENTS, T_FEEDBACK, T_MODEL_EVENTS, T_MODEL_VERSIONS, qualified
+from triage.names import T_DECISIONS, V_LABELLED_DECISIONS, qualified
+from triage.schemas import Deployment
 from triage.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Action = Literal["promote", "ramp", "wait", "rollback"]
 
-# Each ticket's latest feedback, joined to the decisions of one deployment window.
+# The decisions of one deployment window with their production labels and overrides, as the view
+# that defines them says (the latest feedback decides; a confirmation keeps the decision's label).
 _LABELLED = f"""
 WITH d AS (
-    SELECT d.*, f.kind AS fb_kind,
-           coalesce(f.intent, CASE WHEN f.kind = 'confirm' THEN d.intent END) AS human_intent,
-           coalesce(f.urgency, CASE WHEN f.kind = 'confirm' THEN d.urgency END) AS human_urgency,
-           EXISTS (
-               SELECT 1 FROM {qualified(T_FEEDBACK)} g WHERE g.ticket_id = d.ticket_id AND (
-                   g.kind = 'reroute' OR (g.kind = 'escalate' AND d.route <> 'escalate')
-                   OR (g.route IS NOT NULL AND g.route <> d.route)
-                   OR (g.intent IS NOT NULL AND g.intent IS DISTINCT FROM d.intent)
-                   OR (g.urgency IS NOT NULL AND g.urgency IS DISTINCT FROM d.urgency))
-           ) AS overridden
+    SELECT d.*, l.feedback_kind AS fb_kind, l.label_intent AS human_intent, l.label_urgency AS human_urgency,
+           coalesce(l.is_overridden, false) AS overridden
     FROM {qualified(T_DECISIONS)} d
-    LEFT JOIN LATERAL (
-        SELECT kind, intent, urgency FROM {qualified(T_FEEDBACK)} f
-        WHERE f.ticket_id = d.ticket_id ORDER BY f.created_at DESC, f.event_id DESC LIMIT 1
-    ) f ON true
+    LEFT JOIN {qualified(V_LABELLED_DECISIONS)} l ON l.ticket_id = d.ticket_id
     WHERE d.model_name = %(name)s AND d.decided_at >= %(start)s AND d.decided_at < %(end)s
 )
 """
@@ -103,7 +94,7 @@ SHADOW_SQL = (_SHADOW_ROWS + _shadow_arm("champion", "intent", "urgency", "absta
                                             "(latency_ms ->> 'challenger_inference')::double precision"))
 
 
-class CanaryError(RuntimeError):
+class CanaryError(TriageError, RuntimeError):
     """The deployment is not in the state a step expects; the message says what changed and what to do."""
 
 
@@ -181,7 +172,7 @@ def two_proportion_ztest(x1: int, n1: int, x2: int, n2: int) -> ZTest:
 
 
 @dataclass(frozen=True)
-class Policy:
+class CanaryThresholds:
     min_feedback: int = 200
     alpha: float = 0.05
     latency_tolerance: float = 0.10
@@ -189,14 +180,14 @@ class Policy:
     ramp: tuple[float, ...] = ()
 
     @classmethod
-    def from_settings(cls, s: Settings) -> Policy:
+    def from_settings(cls, s: Settings) -> CanaryThresholds:
         return cls(min_feedback=s.canary_min_feedback, alpha=s.canary_alpha,
                    latency_tolerance=s.canary_latency_tolerance, timeout=timedelta(hours=s.canary_timeout_hours),
                    ramp=s.canary_ramp)
 
 
 @dataclass(frozen=True)
-class Verdict:
+class CanaryDecision:
     action: Action
     reason: str
     next_percent: float | None = None
@@ -206,7 +197,7 @@ class Verdict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+    def from_dict(cls, d: dict[str, Any]) -> CanaryDecision:
         return cls(action=d["action"], reason=d["reason"], next_percent=d.get("next_percent"),
                    numbers=d.get("numbers") or {})
 
@@ -218,8 +209,8 @@ def _test(champion: ArmStats, challenger: ArmStats, x: str, n: str) -> ZTest | N
     return two_proportion_ztest(getattr(champion, x), n1, getattr(challenger, x), n2)
 
 
-def decide(champion: ArmStats, challenger: ArmStats, *, policy: Policy, elapsed: timedelta, percent: float,
-           mode: str = "canary") -> Verdict:
+def decide(champion: ArmStats, challenger: ArmStats, *, thresholds: CanaryThresholds, elapsed: timedelta,
+           percent: float, mode: str = "canary") -> CanaryDecision:
     """The verdict on one comparison; pure."""
     tests = {"agreement": _test(champion, challenger, "agree", "judged"),
              "override_rate": _test(champion, challenger, "overrides", "labelled"),
@@ -231,35 +222,35 @@ def decide(champion: ArmStats, challenger: ArmStats, *, policy: Policy, elapsed:
         "tests": {k: None if t is None else {"diff": round(t.diff, 4), "z": round(t.z, 3),
                                              "p_greater": round(t.p_greater, 5), "p_less": round(t.p_less, 5)}
                   for k, t in tests.items()},
-        "policy": {"min_feedback": policy.min_feedback, "alpha": policy.alpha,
-                   "latency_tolerance": policy.latency_tolerance, "timeout_s": policy.timeout.total_seconds(),
-                   "ramp": list(policy.ramp)},
+        "thresholds": {"min_feedback": thresholds.min_feedback, "alpha": thresholds.alpha,
+                   "latency_tolerance": thresholds.latency_tolerance, "timeout_s": thresholds.timeout.total_seconds(),
+                   "ramp": list(thresholds.ramp)},
     }
-    alpha = policy.alpha
+    alpha = thresholds.alpha
 
-    def verdict(action: Action, reason: str, next_percent: float | None = None) -> Verdict:
-        return Verdict(action, reason, next_percent, numbers)
+    def verdict(action: Action, reason: str, next_percent: float | None = None) -> CanaryDecision:
+        return CanaryDecision(action, reason, next_percent, numbers)
 
     err = tests["error_rate"]
     if err is not None and err.p_greater < alpha and challenger.errors > 0:
         return verdict("rollback", f"challenger error rate {err.p2:.2%} vs champion {err.p1:.2%} "
                                    f"(z={err.z:.2f}, p={err.p_greater:.4f} < {alpha})")
-    enough_latency = min(champion.decisions, challenger.decisions) >= policy.min_feedback
+    enough_latency = min(champion.decisions, challenger.decisions) >= thresholds.min_feedback
     latency_ok = True
     if champion.p95_latency_ms is not None and challenger.p95_latency_ms is not None and enough_latency:
-        limit = champion.p95_latency_ms * (1 + policy.latency_tolerance)
+        limit = champion.p95_latency_ms * (1 + thresholds.latency_tolerance)
         numbers["latency_limit_ms"] = round(limit, 3)
         if challenger.p95_latency_ms > limit:
             return verdict("rollback", f"challenger p95 inference latency {challenger.p95_latency_ms:.1f} ms exceeds "
                                        f"champion {champion.p95_latency_ms:.1f} ms by more than "
-                                       f"{policy.latency_tolerance:.0%}")
+                                       f"{thresholds.latency_tolerance:.0%}")
     elif mode == "canary":
         latency_ok = False  # not enough decisions to vouch for latency yet
-    timed_out = elapsed >= policy.timeout
+    timed_out = elapsed >= thresholds.timeout
     judged = min(champion.judged, challenger.judged)
-    if judged < policy.min_feedback:
+    if judged < thresholds.min_feedback:
         msg = (f"{challenger.judged} challenger and {champion.judged} champion decisions have human labels, "
-               f"{policy.min_feedback} each needed")
+               f"{thresholds.min_feedback} each needed")
         if timed_out:
             return verdict("rollback", f"timed out after {elapsed} waiting for feedback: {msg}")
         return verdict("wait", msg)
@@ -276,7 +267,7 @@ def decide(champion: ArmStats, challenger: ArmStats, *, policy: Policy, elapsed:
                     f"(z={agr.z:.2f}, p={agr.p_greater:.4f} < {alpha}, n={agr.n2}/{agr.n1})")
         if challenger.p95_latency_ms is not None and champion.p95_latency_ms is not None:
             evidence += (f", p95 latency {challenger.p95_latency_ms:.1f} vs {champion.p95_latency_ms:.1f} ms")
-        nxt = next((p for p in policy.ramp if p > percent), None) if mode == "canary" else None
+        nxt = next((p for p in thresholds.ramp if p > percent), None) if mode == "canary" else None
         if nxt is not None:
             return verdict("ramp", f"{evidence}; ramping from {percent:g}% to {nxt:g}%", nxt)
         return verdict("promote", evidence)
@@ -290,30 +281,10 @@ def decide(champion: ArmStats, challenger: ArmStats, *, policy: Policy, elapsed:
     return verdict("wait", msg)
 
 
-@dataclass(frozen=True)
-class ActiveDeployment:
-    id: int
-    name: str
-    champion_version: int
-    challenger_version: int
-    mode: str
-    percent: float
-    started_at: datetime
-    step_started_at: datetime  # when the current share began (a ramp starts a new step)
-
-
-def active(url: str, name: str) -> ActiveDeployment | None:
-    with db.connect(url) as conn:
-        row = conn.execute(
-            f"SELECT id, name, champion_version, challenger_version, mode, percent, started_at, step_started_at "
-            f"FROM {qualified(T_DEPLOYMENTS)} WHERE name = %s AND status = 'active'", (name,)).fetchone()
-    return ActiveDeployment(**row) if row else None
-
-
-def arm_stats(url: str, dep: ActiveDeployment, end: datetime) -> tuple[ArmStats, ArmStats]:
+def arm_stats(url: str, dep: Deployment, end: datetime) -> tuple[ArmStats, ArmStats]:
     """(champion, challenger) numbers over the current step's window [step_started_at, end)."""
     sql = SHADOW_SQL if dep.mode == "shadow" else CANARY_SQL
-    params = {"name": dep.name, "start": dep.step_started_at, "end": end, "champion": dep.champion_version,
+    params = {"name": dep.name, "start": _window_start(dep), "end": end, "champion": dep.champion_version,
               "challenger": dep.challenger_version}
     with db.connect(url) as conn:
         rows = {r["arm"]: r for r in conn.execute(sql, params).fetchall()}
@@ -331,21 +302,21 @@ def arm_stats(url: str, dep: ActiveDeployment, end: datetime) -> tuple[ArmStats,
     return build("champion", dep.champion_version), build("canary", dep.challenger_version)
 
 
-def record(url: str, name: str, version: int, reason: str, details: dict[str, Any], changed_by: str) -> None:
-    """A model_events row that keeps the version's status and carries the evaluation's numbers."""
-    with db.connect(url) as conn:
-        conn.execute(
-            f"INSERT INTO {qualified(T_MODEL_EVENTS)} (name, version, from_status, to_status, changed_by, reason, "
-            f"details) SELECT name, version, status, status, %s, %s, %s FROM {qualified(T_MODEL_VERSIONS)} "
-            "WHERE name = %s AND version = %s",
-            (changed_by, reason, Jsonb(details), name, version),
-        )
+def _record(url: str, name: str, version: int, reason: str, details: dict[str, Any], changed_by: str) -> None:
+    registry.record_evaluation(url, name, version, reason=reason, details=details, changed_by=changed_by)
+
+
+def _window_start(dep: Deployment) -> datetime:
+    """When the deployment's current share began: each step is judged on its own decisions only."""
+    start = dep.step_started_at or dep.started_at
+    if start is None:
+        raise CanaryError(f"deployment of {dep.name} v{dep.challenger_version} has no start time; "
+                          "read it with ml.registry.active_deployment")
+    return start
 
 
 def pick_candidate(settings: Settings, requested: int | None = None) -> int:
     """The version to deploy: `requested`, else the newest candidate registered after the champion."""
-    from ml import registry
-
     url, name = settings.db_url(), settings.model_name
     if requested is not None:
         return int(requested)
@@ -359,49 +330,45 @@ def pick_candidate(settings: Settings, requested: int | None = None) -> int:
 
 
 def start(settings: Settings, version: int, *, mode: str | None = None, percent: float | None = None,
-          changed_by: str, reason: str = "") -> ActiveDeployment:
+          changed_by: str, reason: str = "") -> Deployment:
     """Run `version` beside the champion (idempotent: an active deployment of the same version is kept)."""
-    from ml import registry
-
     url, name = settings.db_url(), settings.model_name
     mode = mode or settings.canary_mode
     percent = settings.canary_start_percent if percent is None else percent
-    current = active(url, name)
+    current = registry.active_deployment(url, name)
     if current is not None and current.challenger_version == version:
         log.info("deployment of %s v%s already active (%s at %g%%)", name, version, current.mode, current.percent)
         return current
     why = reason or f"{mode} of v{version} at {percent:g}%"
     registry.start_deployment(url, name, version, mode, percent, changed_by=changed_by, reason=why)
-    dep = active(url, name)
+    dep = registry.active_deployment(url, name)
     assert dep is not None
-    record(url, name, version, f"{mode} started at {percent:g}%", {"step": "start", "mode": mode, "percent": percent},
+    _record(url, name, version, f"{mode} started at {percent:g}%", {"step": "start", "mode": mode, "percent": percent},
            changed_by)
     log.info("started %s of %s v%s at %g%%", mode, name, version, percent)
     return dep
 
 
-def evaluate(settings: Settings, *, now: datetime) -> tuple[ActiveDeployment, Verdict] | None:
+def evaluate(settings: Settings, *, now: datetime) -> tuple[Deployment, CanaryDecision] | None:
     """The verdict on the active deployment of the settings' model, or None when none is active."""
     url = settings.db_url()
-    dep = active(url, settings.model_name)
+    dep = registry.active_deployment(url, settings.model_name)
     if dep is None:
         return None
     champion, challenger = arm_stats(url, dep, now)
-    verdict = decide(champion, challenger, policy=Policy.from_settings(settings), elapsed=now - dep.step_started_at,
-                     percent=dep.percent, mode=dep.mode)
+    verdict = decide(champion, challenger, thresholds=CanaryThresholds.from_settings(settings),
+                     elapsed=now - _window_start(dep), percent=dep.percent, mode=dep.mode)
     return dep, verdict
 
 
-def apply(settings: Settings, dep: ActiveDeployment, verdict: Verdict, *, changed_by: str) -> str:
+def apply(settings: Settings, dep: Deployment, verdict: CanaryDecision, *, changed_by: str) -> str:
     """Act on a verdict in the registry (numbers in model_events.details); returns the deployment's state."""
-    from ml import registry
-
     url, name = settings.db_url(), settings.model_name
     log.info("%s v%s %s: %s", name, dep.challenger_version, verdict.action, verdict.reason)
     if verdict.action == "wait":
         return "active"
     details = {"step": verdict.action, "deployment_id": dep.id, **verdict.numbers}
-    record(url, name, dep.challenger_version, f"{dep.mode} verdict {verdict.action}: {verdict.reason}", details,
+    _record(url, name, dep.challenger_version, f"{dep.mode} verdict {verdict.action}: {verdict.reason}", details,
            changed_by)
     if verdict.action == "promote":
         registry.end_deployment(url, name, "promoted", verdict.reason, changed_by=changed_by)
@@ -416,7 +383,7 @@ def apply(settings: Settings, dep: ActiveDeployment, verdict: Verdict, *, change
     return "active"
 
 
-def poll(settings: Settings, *, now: datetime, changed_by: str) -> tuple[ActiveDeployment | None, Verdict | None]:
+def poll(settings: Settings, *, now: datetime, changed_by: str) -> tuple[Deployment | None, CanaryDecision | None]:
     """One check of the active deployment: ramps are applied here, promote/rollback left to `conclude`."""
     found = evaluate(settings, now=now)
     if found is None:
@@ -430,9 +397,9 @@ def poll(settings: Settings, *, now: datetime, changed_by: str) -> tuple[ActiveD
     return dep, verdict
 
 
-def conclude(settings: Settings, deployment_id: int, verdict: Verdict, *, changed_by: str) -> str:
+def conclude(settings: Settings, deployment_id: int, verdict: CanaryDecision, *, changed_by: str) -> str:
     """Apply a promote/rollback verdict to the deployment it was reached on; CanaryError if that one ended."""
-    dep = active(settings.db_url(), settings.model_name)
+    dep = registry.active_deployment(settings.db_url(), settings.model_name)
     if dep is None or dep.id != deployment_id:
         now = f"deployment {dep.id} of v{dep.challenger_version} is active" if dep else "none is active"
         raise CanaryError(f"deployment {deployment_id} is no longer active ({now}); nothing was changed")
@@ -441,19 +408,17 @@ def conclude(settings: Settings, deployment_id: int, verdict: Verdict, *, change
 
 def stop_if_active(settings: Settings, version: int, *, reason: str, changed_by: str) -> bool:
     """End a still-active deployment of `version` (the canary returns to candidate); True if one was ended."""
-    from ml import registry
-
     url, name = settings.db_url(), settings.model_name
-    dep = active(url, name)
+    dep = registry.active_deployment(url, name)
     if dep is None or dep.challenger_version != version:
         return False
-    record(url, name, version, f"{dep.mode} stopped: {reason}", {"step": "stop", "deployment_id": dep.id}, changed_by)
+    _record(url, name, version, f"{dep.mode} stopped: {reason}", {"step": "stop", "deployment_id": dep.id}, changed_by)
     registry.end_deployment(url, name, "ended", reason, changed_by=changed_by)
     log.warning("ended the %s of %s v%s: %s", dep.mode, name, version, reason)
     return True
 
 
-def step(settings: Settings, *, now: datetime, changed_by: str) -> tuple[str, Verdict | None]:
+def step(settings: Settings, *, now: datetime, changed_by: str) -> tuple[str, CanaryDecision | None]:
     """Evaluate the active deployment and act on any verdict; ('none', None) when nothing is deployed."""
     found = evaluate(settings, now=now)
     if found is None:

@@ -37,8 +37,9 @@ import pandas as pd
 
 from ml import layout
 from triage import db
+from triage.errors import TriageError
 from triage.labels import HEADS, OOD_LABEL
-from triage.names import T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
+from triage.names import T_DECISIONS, T_TICKETS, V_LABELLED_DECISIONS, qualified
 from triage.schemas import ModelVersion
 from triage.settings import Settings
 
@@ -54,22 +55,22 @@ RECENT_FILE = "recent.csv"
 LABELS_FILE = "new_labels.csv"  # every new label with its split and whether it is a correction (for audit)
 SUMMARY_FILE = "training_set.json"
 
+# Production labels come from the view that defines them (a confirmation keeps the decision's label);
+# a ticket belongs to the window in which its latest feedback arrived.
 LABELS_SQL = f"""
-SELECT DISTINCT ON (f.ticket_id)
-       f.ticket_id, f.kind, f.created_at,
+SELECT l.ticket_id, l.feedback_kind AS kind, l.labelled_at AS created_at,
        coalesce(nullif(d.masked_text, ''), concat_ws(E'\\n', nullif(t.subject_masked, ''), t.body_masked)) AS text,
-       coalesce(f.intent, CASE WHEN f.kind = 'confirm' THEN d.intent END) AS intent,
-       coalesce(f.urgency, CASE WHEN f.kind = 'confirm' THEN d.urgency END) AS urgency,
+       l.label_intent AS intent, l.label_urgency AS urgency,
        d.intent AS predicted_intent, d.urgency AS predicted_urgency
-FROM {qualified(T_FEEDBACK)} f
-JOIN {qualified(T_DECISIONS)} d ON d.ticket_id = f.ticket_id
-LEFT JOIN {qualified(T_TICKETS)} t ON t.ticket_id = f.ticket_id
-WHERE f.created_at >= %(since)s AND f.created_at < %(until)s AND d.model_name = %(name)s
-ORDER BY f.ticket_id, f.created_at DESC, f.event_id DESC
+FROM {qualified(V_LABELLED_DECISIONS)} l
+JOIN {qualified(T_DECISIONS)} d ON d.ticket_id = l.ticket_id
+LEFT JOIN {qualified(T_TICKETS)} t ON t.ticket_id = l.ticket_id
+WHERE l.labelled_at >= %(since)s AND l.labelled_at < %(until)s AND l.model_name = %(name)s
+ORDER BY l.ticket_id
 """
 
 
-class RetrainError(RuntimeError):
+class RetrainError(TriageError, RuntimeError):
     """Retraining cannot go on; the message says why and what to do."""
 
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import pandas as pd
 
+from triage.errors import TriageError
 from triage.labels import HEADS
 from triage.names import T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
 
 
-class DataError(ValueError):
+class DataError(TriageError, ValueError):
     """The training data cannot be used as given; the message names the row or column."""
 
 

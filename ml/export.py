@@ -18,13 +18,14 @@ import torch
 
 from ml import layout
 from ml.modeling import MultiHeadClassifier
+from triage.errors import TriageError
 
 OPSET = 17
 MIN_AGREEMENT = 0.99
 MAX_INT8_DROP = 0.01
 
 
-class ParityError(RuntimeError):
+class ParityError(TriageError, RuntimeError):
     """The exported graph does not reproduce the torch model closely enough."""
 
 
@@ -168,5 +169,6 @@ def parity_check(model: MultiHeadClassifier, model_dir: Path, texts: Sequence[st
                                     f"below torch {r['torch_accuracy']:.2%} (> 1 point)")
         report[head] = r
     if problems:
-        raise ParityError("export parity check failed: " + "; ".join(problems))
+        raise ParityError("export parity check failed: " + "; ".join(problems)
+                          + "; the model folder is not fit to serve, retrain with more data or steps")
     return report

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from ml import layout
 from triage import db
+from triage.errors import TriageError
 from triage.labels import DEPLOYMENT_MODES
 from triage.names import T_DEPLOYMENTS, T_MODEL_EVENTS, T_MODEL_VERSIONS, qualified
 from triage.schemas import Deployment, ModelVersion
@@ -36,7 +37,7 @@ _COLUMNS = (
 _DEPLOYMENT_END_STATUSES = ("promoted", "rolled_back", "ended")
 
 
-class RegistryError(ValueError):
+class RegistryError(TriageError, ValueError):
     """A registry operation that cannot be done as asked; the message says why and what to do."""
 
 
@@ -269,6 +270,9 @@ def verified_path(mv: ModelVersion) -> Path:
     return path
 
 
+_DEP_COLUMNS = "id, name, champion_version, challenger_version, mode, percent, started_at, step_started_at"
+
+
 def start_deployment(url: str | None, name: str, challenger_version: int, mode: str, percent: float, *,
                      changed_by: str, reason: str) -> Deployment:
     """Run `challenger_version` beside the champion (canary: acts for `percent` of tickets; shadow: predicts)."""
@@ -291,15 +295,15 @@ def start_deployment(url: str | None, name: str, challenger_version: int, mode: 
             if active is not None:
                 raise RegistryError(
                     f"model {name} already has an active deployment of v{active['challenger_version']}; end it first")
-            conn.execute(
+            row = conn.execute(
                 f"INSERT INTO {DEP} (name, champion_version, challenger_version, mode, percent, reason) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
+                f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_DEP_COLUMNS}",
                 (name, champ["version"], challenger_version, mode, percent, reason),
-            )
+            ).fetchone()
             if mode == "canary" and chal["status"] != "canary":
                 _set_status(conn, name, challenger_version, chal["status"], "canary", changed_by, reason)
-        return Deployment(name=name, champion_version=champ["version"], challenger_version=challenger_version,
-                          mode=mode, percent=percent)  # type: ignore[arg-type]
+        assert row is not None  # INSERT ... RETURNING gives the row
+        return Deployment.model_validate(dict(row))
 
 
 def end_deployment(url: str | None, name: str, status: str, reason: str, *,
@@ -312,8 +316,8 @@ def end_deployment(url: str | None, name: str, status: str, reason: str, *,
         with conn.transaction():
             _lock(conn, name)
             row = conn.execute(
-                f"SELECT name, champion_version, challenger_version, mode, percent FROM {DEP} "
-                "WHERE name = %s AND status = 'active' FOR UPDATE", (name,)).fetchone()
+                f"SELECT {_DEP_COLUMNS} FROM {DEP} WHERE name = %s AND status = 'active' FOR UPDATE",
+                (name,)).fetchone()
             if row is None:
                 return None
             dep = Deployment.model_validate(dict(row))
@@ -343,26 +347,36 @@ def set_percent(url: str | None, name: str, percent: float, *, changed_by: str, 
         with conn.transaction():
             _lock(conn, name)
             row = conn.execute(
-                f"SELECT name, champion_version, challenger_version, mode, percent FROM {DEP} "
-                "WHERE name = %s AND status = 'active' FOR UPDATE", (name,)).fetchone()
+                f"SELECT {_DEP_COLUMNS} FROM {DEP} WHERE name = %s AND status = 'active' FOR UPDATE",
+                (name,)).fetchone()
             if row is None:
                 raise RegistryError(f"model {name} has no active deployment; start one with `triage canary start`")
             if row["mode"] != "canary":
                 raise RegistryError(f"the active deployment of {name} is a {row['mode']}: only a canary has a share")
-            conn.execute(f"UPDATE {DEP} SET percent = %s, step_started_at = now(), reason = %s "
-                         "WHERE name = %s AND status = 'active'", (percent, reason, name))
+            ramped = conn.execute(f"UPDATE {DEP} SET percent = %s, step_started_at = now(), reason = %s "
+                                  f"WHERE name = %s AND status = 'active' RETURNING {_DEP_COLUMNS}",
+                                  (percent, reason, name)).fetchone()
             _event(conn, name, row["challenger_version"], "canary", "canary", changed_by,
                    f"canary share {row['percent']:g}% -> {percent:g}%: {reason}",
                    {"step": "ramp", "from_percent": row["percent"], "to_percent": percent})
-        return Deployment.model_validate({**dict(row), "percent": percent})
+        assert ramped is not None  # the row is locked above
+        return Deployment.model_validate(dict(ramped))
 
 
 def active_deployment(url: str | None, name: str) -> Deployment | None:
+    """The deployment running beside the champion of `name`, or None."""
     with db.connect(url) as conn:
         row = conn.execute(
-            f"SELECT name, champion_version, challenger_version, mode, percent FROM {DEP} "
-            "WHERE name = %s AND status = 'active'", (name,)).fetchone()
+            f"SELECT {_DEP_COLUMNS} FROM {DEP} WHERE name = %s AND status = 'active'", (name,)).fetchone()
     return Deployment.model_validate(dict(row)) if row else None
+
+
+def record_evaluation(url: str | None, name: str, version: int, *, reason: str, details: dict[str, Any],
+                      changed_by: str) -> None:
+    """A model event that keeps the version's status and carries an evaluation's numbers (a canary step)."""
+    with db.connect(url) as conn:
+        row = _fetch(conn, name, version)
+        _event(conn, name, version, row["status"], row["status"], changed_by, reason, details)
 
 
 def events(url: str | None, name: str) -> list[dict[str, Any]]:

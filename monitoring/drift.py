@@ -26,8 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ml import registry
 from triage import db
-from triage.names import T_DECISIONS, T_DRIFT_REPORTS, T_FEEDBACK, T_MODEL_VERSIONS, qualified
+from triage.errors import TriageError
+from triage.names import T_DECISIONS, T_DRIFT_REPORTS, V_LABELLED_DECISIONS, qualified
 from triage.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ STATUS_INSUFFICIENT = "insufficient_data"
 _PLACEHOLDER = re.compile(r"<[A-Z]{2,16}(?:_\d+)?>")
 
 
-class DriftInputError(ValueError):
+class DriftInputError(TriageError, ValueError):
     """The reference or the window cannot be used; the message names the input and the fix."""
 
 
@@ -125,16 +127,12 @@ def load_reference(path: Path) -> pd.DataFrame:
 
 def champion_reference(url: str, model_name: str) -> tuple[int, Path]:
     """(version, reference.csv path) of the registry's champion for `model_name`."""
-    with db.connect(url) as conn:
-        row = conn.execute(
-            f"SELECT version, artifact_path FROM {qualified(T_MODEL_VERSIONS)} WHERE name = %s AND status = 'champion'",
-            (model_name,),
-        ).fetchone()
-    if row is None:
+    champion = registry.champion(url, model_name)
+    if champion is None:
         raise DriftInputError(
             f"model {model_name!r} has no champion in the registry; promote one or pass a reference sample path"
         )
-    return int(row["version"]), Path(row["artifact_path"]) / REFERENCE_FILE
+    return champion.version, Path(champion.artifact_path) / REFERENCE_FILE
 
 
 def _window_filter(model_version: int | None) -> str:
@@ -154,16 +152,14 @@ def count_window(url: str, model_name: str, model_version: int | None, start: da
 def load_window(
     url: str, model_name: str, model_version: int | None, start: datetime, end: datetime, limit: int
 ) -> pd.DataFrame:
-    """Decisions in [start, end) with the latest reviewer label; a deterministic sample of `limit` rows."""
+    """Decisions in [start, end) with their production label; a deterministic sample of `limit` rows."""
     import pandas as pd
 
     sql = (
         "SELECT d.ticket_id, d.masked_text AS text, d.intent, d.urgency, d.intent_confidence, "
-        "d.urgency_confidence, d.abstained, f.intent AS label_intent "
+        "d.urgency_confidence, d.abstained, l.label_intent "
         f"FROM {qualified(T_DECISIONS)} d "
-        "LEFT JOIN LATERAL (SELECT fb.intent FROM "
-        f"{qualified(T_FEEDBACK)} fb WHERE fb.ticket_id = d.ticket_id AND fb.intent IS NOT NULL "
-        "ORDER BY fb.created_at DESC, fb.event_id DESC LIMIT 1) f ON true "
+        f"LEFT JOIN {qualified(V_LABELLED_DECISIONS)} l ON l.ticket_id = d.ticket_id "
         f"WHERE {_window_filter(model_version)} AND d.decided_at >= %(start)s AND d.decided_at < %(end)s "
         "ORDER BY md5(d.ticket_id) LIMIT %(limit)s"
     )

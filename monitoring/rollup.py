@@ -18,13 +18,14 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
+from triage.errors import TriageError
 from triage.settings import PROJECT_ROOT, get_settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 _FAILED = {"error", "fail", "runtime error"}
 
 
-class RollupError(RuntimeError):
+class RollupError(TriageError, RuntimeError):
     """dbt failed; the message names the failing models / tests / sources and why."""
 
 

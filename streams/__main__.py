@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 
+from triage.backoff import Backoff
 from triage.names import TOPICS
 from triage.settings import SettingsError, get_settings
 
@@ -18,7 +19,7 @@ def _ensure_topics(bootstrap: str, partitions: int, timeout: float = 60.0) -> No
     from triage.kafka_admin import ensure_topics
 
     deadline = time.monotonic() + timeout
-    delay = 0.5
+    backoff = Backoff(base=0.5)
     while True:
         try:
             ensure_topics(bootstrap, TOPICS, partitions)
@@ -27,9 +28,9 @@ def _ensure_topics(bootstrap: str, partitions: int, timeout: float = 60.0) -> No
             if time.monotonic() > deadline:
                 raise SystemExit(f"cannot reach Kafka at {bootstrap} ({exc}); start it or set "
                                  "KAFKA_BOOTSTRAP_SERVERS to a reachable broker") from None
+            delay = backoff.next()
             log.warning("broker not ready (%s); retrying in %.1fs", exc, delay)
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def worker(loglevel: str) -> int:

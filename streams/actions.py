@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,9 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from streams.breaker import BreakerBoard
+from triage.backoff import retry_delay
 from triage.db import insert_from_json
+from triage.errors import TriageError
 from triage.names import T_ACTIONS, T_WORK_QUEUE, qualified
 from triage.pii import mask
 from triage.schemas import Decision
@@ -46,6 +47,8 @@ __all__ = [
     "actions_for",
     "enqueue_actions",
     "enqueue_batch",
+    "outbox_counts",
+    "recent_actions",
     "retry_parked",
 ]
 
@@ -93,12 +96,38 @@ class Draft:
     reason: str | None = None
 
 
-def retry_parked(url: str, ids: Sequence[str] | None = None, adapter: str | None = None) -> list[str]:
-    """Re-queue parked actions (see `triage actions retry`); one implementation, kept in the CLI module so
-    the ops environment needs nothing from `streams`. Imported here lazily: `apps.cli` loads every command."""
-    from apps.cli.actions_cmd import retry_parked as requeue
+_RETRY = (
+    f"UPDATE {qualified(T_ACTIONS)} SET status = 'pending', attempts = 0, next_attempt_at = now(), "
+    "updated_at = now() WHERE status = 'parked' "
+    "AND (%(ids)s::text[] IS NULL OR action_id = ANY(%(ids)s) OR idempotency_key = ANY(%(ids)s)) "
+    "AND (%(adapter)s::text IS NULL OR adapter = %(adapter)s) RETURNING action_id"
+)
+_RECENT = (
+    f"SELECT action_id, kind, adapter, status, attempts, last_error, updated_at FROM {qualified(T_ACTIONS)} "
+    "WHERE (%(status)s::text IS NULL OR status = %(status)s) ORDER BY updated_at DESC LIMIT %(limit)s"
+)
+_COUNTS = f"SELECT status, count(*) FROM {qualified(T_ACTIONS)} GROUP BY status ORDER BY status"
 
-    return requeue(url, ids, adapter)
+
+def retry_parked(url: str, ids: Sequence[str] | None = None, adapter: str | None = None) -> list[str]:
+    """Put parked actions (all, or those with the given ids / idempotency keys, or of one adapter) back to
+    pending with a fresh attempt count; the dispatcher delivers them on its next poll. Returns their ids.
+    The last error stays on the row until a delivery succeeds."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute(_RETRY, {"ids": list(ids) if ids else None, "adapter": adapter}).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def recent_actions(url: str, status: str | None = None, limit: int = 20) -> list[tuple[Any, ...]]:
+    """The latest actions (of one status, or all): id, kind, adapter, status, attempts, last error, updated."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        return [tuple(r) for r in conn.execute(_RECENT, {"status": status, "limit": limit}).fetchall()]
+
+
+def outbox_counts(url: str) -> dict[str, int]:
+    """Actions per status (for `triage status` and `triage actions list`)."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        return {str(s): int(n) for s, n in conn.execute(_COUNTS).fetchall()}
 
 
 def actions_for(route: str, has_draft: bool, webhook: bool) -> list[tuple[str, str]]:
@@ -208,7 +237,7 @@ async def enqueue_batch(conn: psycopg.AsyncConnection[Any], decisions: Sequence[
     return await _insert(conn, [row for d in decisions for row in _action_rows(d, None, None, None, webhook)])
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(TriageError, RuntimeError):
     """A failed delivery; `permanent` ones are parked at once instead of retried."""
 
     def __init__(self, message: str, permanent: bool = False) -> None:
@@ -274,13 +303,6 @@ class WorkQueueAdapter:
         await conn.execute(
             _QUEUE, (row.idempotency_key, row.ticket_id, row.payload.get("route") or row.kind, Jsonb(row.payload))
         )
-
-
-def backoff_s(attempts: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Delay before attempt `attempts + 1`: base * 2^(attempts-1), capped, with jitter in [50 %, 100 %]."""
-    r = rng or random
-    delay = min(cap, base * 2 ** max(0, attempts - 1))
-    return float(delay * (0.5 + r.random() / 2))
 
 
 @dataclass
@@ -399,7 +421,7 @@ class Dispatcher:
     async def _fail(self, row: OutboxRow, exc: DeliveryError) -> None:
         attempts = row.attempts + 1
         park = exc.permanent or attempts >= self.max_attempts
-        delay = 0.0 if park else backoff_s(attempts, self.backoff_base_s, self.backoff_cap_s)
+        delay = 0.0 if park else retry_delay(attempts - 1, self.backoff_base_s, self.backoff_cap_s)
         status = "parked" if park else "failed"
         (self.stats.parked if park else self.stats.failed)[row.adapter] += 1
         if park:

@@ -23,13 +23,14 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
-from streams.audit import AuditSink, Backoff
+from streams.audit import AuditSink
 from streams.ingest import Source
 from streams.metrics import CONTENT_TYPE, Metrics
 from streams.models import ModelManager, default_loader
 from streams.pipeline import Pipeline, Publisher, RawMessage
 from streams.policy import PolicyWatcher
 from streams.transport import TriageApp
+from triage.backoff import Backoff
 from triage.names import TOPIC_FEEDBACK, TOPIC_RAW, WORKER_GROUP
 from triage.settings import Settings
 
@@ -68,13 +69,13 @@ class FaustPublisher:
             try:
                 futures = [await producer.send(topic, k, v, None, None, None) for k, v in items]
                 await asyncio.gather(*futures)
-                if backoff.attempt:
+                if backoff.retries:
                     self.on_state("kafka", None)
                 return
             except (KafkaError, ProducerSendError, OSError, TimeoutError) as exc:
                 delay = backoff.next()
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-                log.warning("publishing to %s failed (%s); retry %d in %.1fs", topic, reason, backoff.attempt, delay)
+                log.warning("publishing to %s failed (%s); retry %d in %.1fs", topic, reason, backoff.retries, delay)
                 self.on_state("kafka", reason)
                 await asyncio.sleep(delay)
 
@@ -146,13 +147,14 @@ def _raw(events: Sequence[faust.EventT]) -> list[RawMessage]:
 class Stages:
     """What `BatchRunner` runs for each batch of one agent.
 
-    `claim` runs synchronously as the batch arrives (so batches claim in order), `front` may overlap
-    other batches' `front` and `back`, `back` runs in batch order, and `release` always runs last.
+    `admit` runs synchronously as the batch arrives (so batches are admitted in arrival order), `decide`
+    may overlap other batches' `decide` and `persist`, `persist` runs in batch order, and `release`
+    always runs last.
     """
 
-    claim: Callable[[list[RawMessage]], Any]
-    front: Callable[[Any], Awaitable[Any]]
-    back: Callable[[Any], Awaitable[Any]]
+    admit: Callable[[list[RawMessage]], Any]
+    decide: Callable[[Any], Awaitable[Any]]
+    persist: Callable[[Any], Awaitable[Any]]
     dead_letter_all: Callable[[list[RawMessage], str], Awaitable[None]]
     release: Callable[[Any], None] = lambda _work: None
 
@@ -160,10 +162,10 @@ class Stages:
 class BatchRunner:
     """Runs an agent's micro-batches as an ordered pipeline and acks each batch only once it is stored.
 
-    Up to `depth` batches are in flight: while batch N is written and published (`back`: Postgres
-    and broker I/O), batches N+1... are classified (`front`: CPU, in threads, each batch on its own).
-    `back` runs in batch order and offsets are acked by hand (`noack_take`), in batch order, after
-    `back` returned, so a crash or a stop at any point replays what was not stored. A batch that fails
+    Up to `depth` batches are in flight: while batch N is written and published (`persist`: Postgres
+    and broker I/O), batches N+1... are classified (`decide`: CPU, in threads, each batch on its own).
+    `persist` runs in batch order and offsets are acked by hand (`noack_take`), in batch order, after
+    `persist` returned, so a crash or a stop at any point replays what was not stored. A batch that fails
     for a reason other than an outage (outages are retried inside) is kept as dead letters; if even
     that fails the process exits unacked so the batch is replayed.
     """
@@ -183,28 +185,28 @@ class BatchRunner:
             logging.shutdown()
             os._exit(EXIT_UNFINISHED)
 
-    async def _run_batch(self, claimed: Any, msgs: list[RawMessage], events: Sequence[faust.EventT],
+    async def _run_batch(self, admitted: Any, msgs: list[RawMessage], events: Sequence[faust.EventT],
                          previous: asyncio.Future[None] | None) -> None:
         try:
             work: Any = None
             failure: BaseException | None = None
             try:
-                work = await self.stages.front(claimed)
+                work = await self.stages.decide(admitted)
             except Exception as exc:  # noqa: BLE001
                 failure = exc
             if previous is not None:
                 await asyncio.shield(previous)
             if failure is None:
                 try:
-                    await self.stages.back(work)
-                except Exception as exc:  # noqa: BLE001 - not an outage: those are retried inside `back`
+                    await self.stages.persist(work)
+                except Exception as exc:  # noqa: BLE001 - not an outage: those are retried inside `persist`
                     failure = exc
             if failure is not None:
                 await self._fail(msgs, failure)
             for event in events:
                 await self.stream.ack(event)
         finally:
-            self.stages.release(claimed)
+            self.stages.release(admitted)
             self.slots.release()
 
     async def submit(self, events: Sequence[faust.EventT]) -> None:
@@ -212,7 +214,7 @@ class BatchRunner:
         await self.slots.acquire()
         msgs = _raw(events)
         try:
-            claimed = self.stages.claim(msgs)
+            admitted = self.stages.admit(msgs)
         except Exception as exc:  # noqa: BLE001
             self.slots.release()
             if self.tail is not None:
@@ -221,7 +223,7 @@ class BatchRunner:
             for event in events:
                 await self.stream.ack(event)
             return
-        self.tail = asyncio.ensure_future(self._run_batch(claimed, msgs, events, self.tail))
+        self.tail = asyncio.ensure_future(self._run_batch(admitted, msgs, events, self.tail))
 
     async def drain(self) -> None:
         """On stop: let the batches in hand be stored and acked (bounded); unstored batches are replayed."""
@@ -247,7 +249,8 @@ async def _identity(msgs: list[RawMessage]) -> list[RawMessage]:
     return msgs
 
 
-def _claim_nothing(msgs: list[RawMessage]) -> list[RawMessage]:
+def _admit_all(msgs: list[RawMessage]) -> list[RawMessage]:
+    """Feedback has no ids to claim: every message goes on as it came."""
     return msgs
 
 
@@ -306,14 +309,14 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
 
     @app.agent(raw_topic, name="triage.tickets")
     async def tickets(stream: faust.StreamT[bytes]) -> None:
-        stages = Stages(pipeline.claim, pipeline.front, pipeline.back, pipeline.dead_letter_all, pipeline.release)
+        stages = Stages(pipeline.admit, pipeline.decide, pipeline.persist, pipeline.dead_letter_all, pipeline.release)
         # One batch per classify thread, one being stored, and one waiting for a thread, so a thread
         # never idles while the batch it just finished waits for its turn to be stored.
         await BatchRunner(stream, stages, depth=settings.classify_parallelism + 2).run(batch, within)
 
     @app.agent(feedback_topic, name="triage.feedback")
     async def feedback(stream: faust.StreamT[bytes]) -> None:
-        stages = Stages(_claim_nothing, _identity, pipeline.process_feedback, pipeline.dead_letter_all)
+        stages = Stages(_admit_all, _identity, pipeline.process_feedback, pipeline.dead_letter_all)
         await BatchRunner(stream, stages).run(batch, within)
 
     @app.timer(POLICY_POLL_SECONDS)

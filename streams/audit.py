@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from streams.actions import enqueue_batch
+from triage.backoff import Backoff
 from triage.db import insert_from_json
 from triage.names import T_DEAD_LETTERS, T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
 from triage.schemas import DeadLetter, Decision, Feedback, Prediction
@@ -104,18 +104,6 @@ def feedback_params(f: Feedback) -> tuple[Any, ...]:
     return (f.event_id, f.ticket_id, f.kind, f.intent, f.urgency, f.route, f.reviewer, f.comment, f.created_at)
 
 
-class Backoff:
-    """Capped exponential backoff with jitter: 0.1 s, 0.2 s, ... up to `cap` seconds."""
-
-    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
-        self.base, self.cap, self.attempt = base, cap, 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.base * 2**self.attempt)
-        self.attempt += 1
-        return float(delay * (0.5 + random.random() / 2))
-
-
 StateHook = Callable[[str, str | None], None]
 
 
@@ -150,8 +138,8 @@ class AuditSink:
                     conn = await self._connection()
                     async with conn.transaction():
                         result = await op(conn)
-                    if backoff.attempt:
-                        log.info("postgres is back; %s succeeded after %d retries", what, backoff.attempt)
+                    if backoff.retries:
+                        log.info("postgres is back; %s succeeded after %d retries", what, backoff.retries)
                         self.on_state("postgres", None)
                     return result
                 except TRANSIENT as exc:
@@ -159,9 +147,9 @@ class AuditSink:
                     delay = backoff.next()
                     reason = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
                     # One line when the outage starts, one when it ends; the retries between are debug.
-                    level = logging.WARNING if backoff.attempt == 1 else logging.DEBUG
+                    level = logging.WARNING if backoff.retries == 1 else logging.DEBUG
                     log.log(level, "postgres unavailable during %s (%s); consumption paused, retrying with "
-                            "backoff (retry %d in %.1fs)", what, reason, backoff.attempt, delay)
+                            "backoff (retry %d in %.1fs)", what, reason, backoff.retries, delay)
                     self.on_state("postgres", reason)
                     await asyncio.sleep(delay)
 

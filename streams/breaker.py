@@ -15,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from triage.errors import TriageError
+
 State = Literal["closed", "open", "half_open"]
 STATE_CODES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 
-class BreakerOpen(RuntimeError):
+class BreakerOpen(TriageError, RuntimeError):
     """The breaker refused the call; the message names the dependency and when it will be retried."""
 
 

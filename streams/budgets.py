@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
+from triage.errors import TriageError
 from triage.names import T_BUDGETS, qualified
 from triage.settings import ModelPrice, WorkflowBudget
 
@@ -48,7 +49,7 @@ _USAGE = (
 )
 
 
-class UnpricedModel(ValueError):
+class UnpricedModel(TriageError, ValueError):
     """A model with no entry in the price table: its spend cannot be bounded, so it is not called."""
 
 
@@ -90,7 +91,7 @@ class Reservation:
     cost_usd: Decimal
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(TriageError, RuntimeError):
     """The reservation would take a window over its limit; the message says which and by how much."""
 
 
@@ -131,7 +132,7 @@ async def reserve(
     raise BudgetExceeded(await _explain(conn, workflow, windows, tokens, cost))
 
 
-class _Refused(Exception):
+class _Refused(TriageError):
     """Internal: roll back a half-granted reservation."""
 
 

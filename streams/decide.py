@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from streams.models import LoadedModel, ModelSet, in_canary, top3
-from streams.policy import Facts, Policy, decide
+from streams.policy import Facts, RoutingPolicy, decide
 from streams.prepare import Prepared
 from triage.schemas import Decision, HeadPrediction, Prediction
 
@@ -54,9 +54,9 @@ def _head(pred: Prediction | None, head: str) -> HeadPrediction | None:
     return pred.heads.get(head) if pred is not None else None
 
 
-def build_decision(item: Prepared, result: Classified, models: ModelSet, policy: Policy, fallback_model: str,
+def build_decision(item: Prepared, result: Classified, models: ModelSet, policy: RoutingPolicy, fallback_model: str,
                    timings: dict[str, float], now: datetime | None = None) -> Decision:
-    """The audited decision for one ticket: acting model, policy verdict, both predictions, latencies."""
+    """The audited decision for one ticket: acting model, route choice, both predictions, latencies."""
     ticket = item.ticket
     acting, other, arm = result.champion, result.challenger, "champion"
     if (models.mode == "canary" and result.challenger is not None
@@ -68,7 +68,7 @@ def build_decision(item: Prepared, result: Classified, models: ModelSet, policy:
                             model_version=champ.version if champ else 0, heads={})
     facts = Facts(channel=ticket.channel, intent=_head(acting, "intent"), urgency=_head(acting, "urgency"),
                   pii_failed=item.mask_failed, no_model=models.champion is None)
-    verdict = decide(policy, facts)
+    choice = decide(policy, facts)
     decided_at = now or datetime.now(UTC)
     latency = dict(timings)
     latency["inference"] = result.challenger_ms if arm == "canary" else result.inference_ms
@@ -76,8 +76,8 @@ def build_decision(item: Prepared, result: Classified, models: ModelSet, policy:
         latency["challenger_inference"] = result.inference_ms if arm == "canary" else result.challenger_ms
     latency["e2e"] = max(0.0, (decided_at - ticket.received_at).total_seconds() * 1000.0)
     return Decision(
-        ticket_id=ticket.ticket_id, channel=ticket.channel, route=verdict.route, rule_id=verdict.rule_id,
-        policy_version=policy.version, reason=verdict.reason, model_name=acting.model_name,
+        ticket_id=ticket.ticket_id, channel=ticket.channel, route=choice.route, rule_id=choice.rule_id,
+        policy_version=policy.version, reason=choice.reason, model_name=acting.model_name,
         model_version=acting.model_version, arm=arm, prediction=acting,  # type: ignore[arg-type]
         challenger=other, challenger_mode=models.mode if other is not None else None,
         masked_text=item.text, pii_counts=item.pii_counts, latency_ms={k: round(v, 3) for k, v in latency.items()},

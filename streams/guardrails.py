@@ -36,7 +36,9 @@ _SLOT = re.compile(
 
 
 @dataclass(frozen=True)
-class Verdict:
+class DraftCheck:
+    """The guardrails' result for one draft: ok, or the reasons it was refused."""
+
     ok: bool
     reasons: tuple[str, ...] = ()
 
@@ -106,7 +108,7 @@ def check_draft(
     allow: Iterable[str] = (),
     min_chars: int = 40,
     max_chars: int = 1200,
-) -> Verdict:
+) -> DraftCheck:
     """Keep `draft` only if everything it states about contacts and money comes from the allowed sources."""
     text = draft.strip()
     reasons: list[str] = []
@@ -143,4 +145,4 @@ def check_draft(
         if n is not None and n not in src.numbers:
             reasons.append("amount not in the ticket, facts or allow list")
             break
-    return Verdict(ok=not reasons, reasons=tuple(dict.fromkeys(reasons)))
+    return DraftCheck(ok=not reasons, reasons=tuple(dict.fromkeys(reasons)))

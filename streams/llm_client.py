@@ -10,7 +10,6 @@ breaker; while it is open, calls fail at once with `LLMUnavailable`.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,12 +20,14 @@ import httpx
 
 from streams.breaker import CircuitBreaker
 from streams.budgets import price
+from triage.backoff import retry_delay
+from triage.errors import TriageError
 from triage.settings import ModelPrice, Settings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-class LLMError(RuntimeError):
+class LLMError(TriageError, RuntimeError):
     """The call failed; `reason` is short and safe to store (no request text)."""
 
     def __init__(self, reason: str, *, attempts: int = 0, latency_ms: float = 0.0, status: int | None = None) -> None:
@@ -56,13 +57,6 @@ class Completion:
     attempts: int
     usage_reported: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Full-jitter exponential backoff: uniform in [base*2^attempt / 2, base*2^attempt], capped."""
-    r = rng or random
-    ceiling = min(cap, base * 2**attempt)
-    return float(ceiling / 2 + r.random() * ceiling / 2)
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -193,7 +187,7 @@ class LLMClient:
                     latency_ms=_ms(started),
                     status=resp.status_code,
                 )
-            delay = backoff_delay(attempt - 1, self.backoff_base_s, self.backoff_cap_s)
+            delay = retry_delay(attempt - 1, self.backoff_base_s, self.backoff_cap_s)
             hinted = retry_after(resp) if resp.status_code == 429 else None
             if hinted is not None:
                 delay = min(max(delay, hinted), self.backoff_cap_s)

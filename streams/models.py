@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from triage.backoff import Backoff
 from triage.labels import DeploymentMode
 from triage.schemas import Deployment, HeadPrediction, ModelVersion
 
@@ -155,9 +156,7 @@ class ModelManager:
     async def ensure_known(self) -> None:
         """Wait (retrying with backoff) until the registry has been read once, so that no ticket is
         sent to people as "no model" only because Postgres was down when the worker started."""
-        from streams.audit import Backoff
-
-        backoff = Backoff(cap=5.0)
+        backoff = Backoff()
         while not self.known:
             await self.refresh()
             if not self.known:

@@ -51,7 +51,7 @@ class BatchReport:
 
 @dataclass
 class BatchWork:
-    """A batch from `claim` (decoded, ids claimed) through `front` (decided) to `back` (stored, published)."""
+    """A batch from `admit` (decoded, ids claimed) through `decide` (decided) to `persist` (stored, published)."""
 
     size: int
     started: float
@@ -95,13 +95,13 @@ class Pipeline:
 
     async def process_tickets(self, batch: Sequence[RawMessage]) -> BatchReport:
         """Decide every valid, new ticket of the batch; dead-letter the rest. Retries until stored."""
-        work = self.claim(batch)
+        work = self.admit(batch)
         try:
-            return await self.back(await self.front(work))
+            return await self.persist(await self.decide(work))
         finally:
             self.release(work)
 
-    def claim(self, batch: Sequence[RawMessage]) -> BatchWork:
+    def admit(self, batch: Sequence[RawMessage]) -> BatchWork:
         """Decode the batch and claim its ticket ids; synchronous, so batches claim in arrival order.
 
         An id seen earlier in the batch, or claimed by a batch still in flight, is a duplicate.
@@ -124,11 +124,11 @@ class Pipeline:
         """Give up the batch's claims once it is stored (or given up on)."""
         self.inflight -= work.claimed
 
-    async def front(self, work: BatchWork) -> BatchWork:
-        """Everything before the first write: prepare, classify, decide.
+    async def decide(self, work: BatchWork) -> BatchWork:
+        """Everything before the first write: prepare, classify (CPU, in a thread), decide.
 
         Several batches may be here at once (see `streams.app.BatchRunner`). Tickets decided before a
-        crash (a replay) are decided again here; `back` finds them already stored and re-publishes the
+        crash (a replay) are decided again here; `persist` finds them already stored and re-publishes the
         stored decision instead, so the database never changes and no query is spent on the common case.
         """
         report = work.report
@@ -154,8 +154,8 @@ class Pipeline:
         work.stages["decide"] = _ms(t4)
         return work
 
-    async def back(self, work: BatchWork) -> BatchReport:
-        """Store the batch in one transaction, then publish its decisions and dead letters."""
+    async def persist(self, work: BatchWork) -> BatchReport:
+        """Store the batch in one transaction, then publish its decisions and dead letters (in batch order)."""
         report = work.report
         t5 = time.perf_counter()
         new = await self.sink.write_batch([p.row() for p in work.items], report.decided, report.dead)

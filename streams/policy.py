@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from triage.errors import TriageError
 from triage.labels import CHANNELS, INTENTS, URGENCIES, Route
 from triage.schemas import HeadPrediction
 
@@ -26,7 +27,7 @@ RULE_NO_MODEL = "builtin:no-model"
 ThresholdName = Literal["auto_resolve", "draft_for_review"]
 
 
-class PolicyError(ValueError):
+class PolicyError(TriageError, ValueError):
     """A policy file that cannot be used; the message names the file, the line and the fix."""
 
 
@@ -128,7 +129,9 @@ class PolicySpec(_Strict):
 
 
 @dataclass(frozen=True)
-class Policy:
+class RoutingPolicy:
+    """A parsed routing policy file: its rules, a hash of its text, and where it was read from."""
+
     spec: PolicySpec
     sha256: str
     source: str = "<memory>"
@@ -140,7 +143,9 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class RouteChoice:
+    """The route chosen for one ticket and the rule that chose it (with the rule's reason)."""
+
     route: Route
     rule_id: str
     reason: str
@@ -185,12 +190,12 @@ def _matches(when: When, facts: Facts, spec: PolicySpec) -> bool:
     return all(checks)
 
 
-def decide(policy: Policy, facts: Facts) -> Verdict:
+def decide(policy: RoutingPolicy, facts: Facts) -> RouteChoice:
     """The route for one ticket and the rule that chose it (first match wins)."""
     if facts.pii_failed:
-        return Verdict("human_queue", RULE_PII_FAILED, "PII masking failed: fail closed to a person")
+        return RouteChoice("human_queue", RULE_PII_FAILED, "PII masking failed: fail closed to a person")
     if facts.no_model:
-        return Verdict("human_queue", RULE_NO_MODEL, "no champion model is loaded")
+        return RouteChoice("human_queue", RULE_NO_MODEL, "no champion model is loaded")
     spec = policy.spec
     intent = facts.intent.label if facts.intent else None
     denied = intent in spec.deny_intents
@@ -198,8 +203,8 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
         if denied and rule.route in AUTOMATED:
             continue
         if _matches(rule.when, facts, spec):
-            return Verdict(rule.route, rule.id, rule.reason)
-    return Verdict(spec.default.route, spec.default.id, spec.default.reason)
+            return RouteChoice(rule.route, rule.id, rule.reason)
+    return RouteChoice(spec.default.route, spec.default.id, spec.default.reason)
 
 
 def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int], dupes: list[str]) -> None:
@@ -230,7 +235,7 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
     return lines.get((), 1)
 
 
-def parse_policy(text: str, source: str = "<memory>") -> Policy:
+def parse_policy(text: str, source: str = "<memory>") -> RoutingPolicy:
     """Validate policy text; raise PolicyError with `source: line N: what is wrong` on any error."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -277,10 +282,10 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
         line, first = errors[0]
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise PolicyError(f"{source}: line {line}: {first}{more}") from None
-    return Policy(spec=spec, sha256=hashlib.sha256(text.encode()).hexdigest(), source=source)
+    return RoutingPolicy(spec=spec, sha256=hashlib.sha256(text.encode()).hexdigest(), source=source)
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path) -> RoutingPolicy:
     """Read and validate a policy file."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -299,7 +304,7 @@ class PolicyWatcher:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.current: Policy = load_policy(path)
+        self.current: RoutingPolicy = load_policy(path)
         self.error: str | None = None
         self._stamp = self._stat()
         self._refused_sha: str | None = None

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from triage.errors import TriageError
 from triage.names import SCHEMA, T_MIGRATIONS
 from triage.settings import get_settings
 
@@ -33,7 +34,7 @@ def insert_from_json(table: str, columns: dict[str, str], conflict: str, returni
     return sql + (f' RETURNING "{returning}"' if returning else "")
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(TriageError, RuntimeError):
     """The database cannot be reached; the message names the URL and the fix."""
 
 

@@ -37,6 +37,8 @@ T_DRIFT_REPORTS: Final = "drift_reports"
 T_QUALITY_RESULTS: Final = "quality_results"
 T_BUDGETS: Final = "budgets"
 T_MIGRATIONS: Final = "schema_migrations"
+# Views: production labels and overrides, the one rule that Python and dbt both read
+V_LABELLED_DECISIONS: Final = "labelled_decisions"
 
 TABLES: Final = (
     T_TICKETS,
@@ -53,6 +55,7 @@ TABLES: Final = (
     T_QUALITY_RESULTS,
     T_BUDGETS,
 )
+VIEWS: Final = (V_LABELLED_DECISIONS,)
 
 
 def qualified(table: str) -> str:

@@ -150,6 +150,9 @@ class Deployment(_Contract):
     challenger_version: int
     mode: DeploymentMode
     percent: float = Field(ge=0.0, le=100.0)
+    id: int | None = None
+    started_at: datetime | None = None
+    step_started_at: datetime | None = None  # when the current share began (a ramp starts a new step)
 
 
 class LLMCall(_Contract):

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, Json, SecretStr, ValidationError
 
+from triage.errors import TriageError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "TRIAGE_"
 # Fields whose environment variable is not TRIAGE_<FIELD>.
@@ -26,7 +28,7 @@ _ENV_OVERRIDES = {
 }
 
 
-class SettingsError(ValueError):
+class SettingsError(TriageError, ValueError):
     """A setting is unknown or has a value that cannot be used."""
 
 

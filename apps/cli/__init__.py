@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from apps.cli import actions_cmd, canary_cmd, db_cmd, ml_cmd, monitoring_cmd, pii_cmd, stack_cmd
-from apps.cli.common import EXPECTED_ERRORS, fail
+from apps.cli.common import fail
+from triage.errors import TriageError
 
 REGISTRARS = (stack_cmd.register, db_cmd.register, pii_cmd.register, monitoring_cmd.register, actions_cmd.register,
               ml_cmd.register, canary_cmd.register)
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except EXPECTED_ERRORS as exc:
+    except (TriageError, FileNotFoundError) as exc:  # the one place errors become a line
         return fail(str(exc))
     except KeyboardInterrupt:
         return 130

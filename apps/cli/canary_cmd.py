@@ -33,16 +33,11 @@ def register(sub: Any) -> None:
 
 
 def start(args: argparse.Namespace) -> int:
-    from apps.cli.common import UsageError
     from lifecycle import canary
-    from ml.registry import RegistryError
 
     settings = get_settings()
-    try:
-        version = canary.pick_candidate(settings, args.version)
-        dep = canary.start(settings, version, mode=args.mode, percent=args.percent, changed_by=CHANGED_BY)
-    except (RegistryError, canary.CanaryError) as exc:
-        raise UsageError(str(exc)) from None
+    version = canary.pick_candidate(settings, args.version)
+    dep = canary.start(settings, version, mode=args.mode, percent=args.percent, changed_by=CHANGED_BY)
     print(f"{dep.mode} of {dep.name} v{dep.challenger_version} beside champion v{dep.champion_version} "
           f"at {dep.percent:g}%")
     return 0

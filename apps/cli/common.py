@@ -1,25 +1,12 @@
-"""Shared CLI plumbing: the errors a user can cause and how they are printed."""
+"""Shared CLI plumbing: how an error a user can cause is printed."""
 
 from __future__ import annotations
 
 import sys
 
-from apps.stack.procs import StackError
-from triage.db import DatabaseUnavailable
-from triage.settings import SettingsError
+from triage.errors import UsageError
 
-
-class UsageError(ValueError):
-    """Bad input to a command; the message names the input and the fix."""
-
-
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    StackError,
-    SettingsError,
-    DatabaseUnavailable,
-    UsageError,
-    FileNotFoundError,
-)
+__all__ = ["UsageError", "fail"]
 
 
 def fail(message: str, code: int = 1) -> int:

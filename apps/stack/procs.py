@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from triage.errors import TriageError
 
-class StackError(RuntimeError):
+
+class StackError(TriageError, RuntimeError):
     """A problem a user can fix; the message names it and the fix."""
 
 

@@ -265,7 +265,7 @@ class Supervisor:
         """The drafting worker: LLM drafts (or templates), guardrails, budgets, outbox dispatch."""
         s = self.settings
         log = self.logs / "drafting.log"
-        argv = [str(s.stream_python), "-m", "streams.drafting", "--web-port", str(s.drafting_port)]
+        argv = [str(s.stream_python), "-m", "streams.drafting_worker", "--web-port", str(s.drafting_port)]
         self.procs["drafting"] = proc = spawn(argv, log, env=self.child_env(), cwd=PROJECT_ROOT)
         self._record()
         wait_until(lambda: _drafting_health(s), 180, "drafting worker", log, proc, interval=1.0)

@@ -14,11 +14,13 @@ from typing import Any
 
 import yaml
 
+from triage.errors import TriageError
+
 PROMPTS_DIR = Path(__file__).resolve().parent
 DEFAULT = "default"
 
 
-class PromptError(ValueError):
+class PromptError(TriageError, ValueError):
     """A prompt file that cannot be used; the message names the file and the fix."""
 
 

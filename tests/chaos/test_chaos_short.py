@@ -13,12 +13,12 @@ import pytest
 
 from tests.support import chaos_scenarios as chaos
 from tests.support import fuzz as chaos_fuzz
-from tests.support.chaos_stack import Verdict
+from tests.support.chaos_stack import ScenarioResult
 
 pytestmark = pytest.mark.integration
 
 
-def _explain(v: Verdict) -> str:
+def _explain(v: ScenarioResult) -> str:
     failed = [k for k, ok in v.details.get("checks", {}).items() if not ok]
     return f"{v.scenario}: failed checks {failed}; details {v.details}"
 
@@ -32,13 +32,13 @@ def test_kill9_twice_nothing_lost_or_doubled(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def outage(tmp_path_factory: pytest.TempPathFactory) -> Verdict:
+def outage(tmp_path_factory: pytest.TempPathFactory) -> ScenarioResult:
     """One run of the short Postgres outage, shared by the tests that read its outcome and the worker's log."""
     return chaos.postgres_outage(tmp_path_factory.mktemp("pg-outage"), n_tickets=400, seed=13, down_s=5.0,
                                  with_actions=False, drain_timeout=150)
 
 
-def test_postgres_down_5s_nothing_lost_and_logged(outage: Verdict) -> None:
+def test_postgres_down_5s_nothing_lost_and_logged(outage: ScenarioResult) -> None:
     v = outage
     assert v.lost == 0 and v.duplicates == 0, _explain(v)
     checks = v.details["checks"]
@@ -46,7 +46,7 @@ def test_postgres_down_5s_nothing_lost_and_logged(outage: Verdict) -> None:
     assert checks["outage_logged"] and checks["recovery_logged"], _explain(v)
 
 
-def test_postgres_outage_logs_exactly_one_line_each(outage: Verdict) -> None:
+def test_postgres_outage_logs_exactly_one_line_each(outage: ScenarioResult) -> None:
     assert outage.details["outage_lines"] == 1 and outage.details["recovery_lines"] == 1, _explain(outage)
 
 

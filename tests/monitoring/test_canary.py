@@ -10,12 +10,13 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from lifecycle import canary
-from lifecycle.canary import ArmStats, Policy, decide, two_proportion_ztest
+from lifecycle.canary import ArmStats, CanaryThresholds, decide, two_proportion_ztest
 from ml import registry
 from tests.support.lifecycle import MODEL, seed_arms, seed_decisions, settings_for
 from triage import db
+from triage.schemas import Deployment
 
-POLICY = Policy(min_feedback=100, alpha=0.05, latency_tolerance=0.1, timeout=timedelta(hours=72))
+LIMITS = CanaryThresholds(min_feedback=100, alpha=0.05, latency_tolerance=0.1, timeout=timedelta(hours=72))
 
 
 def arm(arm: str, version: int, n: int, agree: int, *, overrides: int | None = None, errors: int = 0,
@@ -58,14 +59,14 @@ def test_ztest_known_value_and_degenerate_samples() -> None:
 
 def test_waits_for_feedback_then_rolls_back_at_the_timeout() -> None:
     champ, chal = arm("champion", 1, 90, 60), arm("canary", 2, 40, 39)
-    v = decide(champ, chal, policy=POLICY, elapsed=timedelta(hours=1), percent=5)
+    v = decide(champ, chal, thresholds=LIMITS, elapsed=timedelta(hours=1), percent=5)
     assert v.action == "wait" and "40 challenger and 90 champion" in v.reason and "100 each needed" in v.reason
-    late = decide(champ, chal, policy=POLICY, elapsed=timedelta(hours=72), percent=5)
+    late = decide(champ, chal, thresholds=LIMITS, elapsed=timedelta(hours=72), percent=5)
     assert late.action == "rollback" and late.reason.startswith("timed out")
 
 
 def test_promotes_when_significantly_better_and_not_slower() -> None:
-    v = decide(arm("champion", 1, 400, 280), arm("canary", 2, 400, 320), policy=POLICY, elapsed=timedelta(hours=5),
+    v = decide(arm("champion", 1, 400, 280), arm("canary", 2, 400, 320), thresholds=LIMITS, elapsed=timedelta(hours=5),
                percent=5)
     assert v.action == "promote", v.reason
     assert "80.00% vs 70.00%" in v.reason
@@ -74,45 +75,46 @@ def test_promotes_when_significantly_better_and_not_slower() -> None:
 
 
 def test_rolls_back_when_significantly_worse() -> None:
-    v = decide(arm("champion", 1, 400, 320), arm("canary", 2, 400, 280), policy=POLICY, elapsed=timedelta(hours=5),
+    v = decide(arm("champion", 1, 400, 320), arm("canary", 2, 400, 280), thresholds=LIMITS, elapsed=timedelta(hours=5),
                percent=5)
     assert v.action == "rollback" and "agrees with humans less" in v.reason
 
 
 def test_a_small_difference_waits_and_times_out() -> None:
     champ, chal = arm("champion", 1, 200, 150), arm("canary", 2, 200, 155)
-    assert decide(champ, chal, policy=POLICY, elapsed=timedelta(hours=5), percent=5).action == "wait"
-    v = decide(champ, chal, policy=POLICY, elapsed=timedelta(days=4), percent=5)
+    assert decide(champ, chal, thresholds=LIMITS, elapsed=timedelta(hours=5), percent=5).action == "wait"
+    v = decide(champ, chal, thresholds=LIMITS, elapsed=timedelta(days=4), percent=5)
     assert v.action == "rollback" and "without showing the challenger better" in v.reason
 
 
 def test_ramps_through_the_configured_steps_before_promoting() -> None:
-    policy = Policy(min_feedback=100, ramp=(25.0, 50.0))
+    limits = CanaryThresholds(min_feedback=100, ramp=(25.0, 50.0))
     champ, chal = arm("champion", 1, 400, 280), arm("canary", 2, 400, 320)
-    first = decide(champ, chal, policy=policy, elapsed=timedelta(hours=5), percent=5)
+    first = decide(champ, chal, thresholds=limits, elapsed=timedelta(hours=5), percent=5)
     assert first.action == "ramp" and first.next_percent == 25.0
-    assert decide(champ, chal, policy=policy, elapsed=timedelta(hours=5), percent=25).next_percent == 50.0
-    assert decide(champ, chal, policy=policy, elapsed=timedelta(hours=5), percent=50).action == "promote"
-    shadow = decide(champ, chal, policy=policy, elapsed=timedelta(hours=5), percent=0, mode="shadow")
+    assert decide(champ, chal, thresholds=limits, elapsed=timedelta(hours=5), percent=25).next_percent == 50.0
+    assert decide(champ, chal, thresholds=limits, elapsed=timedelta(hours=5), percent=50).action == "promote"
+    shadow = decide(champ, chal, thresholds=limits, elapsed=timedelta(hours=5), percent=0, mode="shadow")
     assert shadow.action == "promote"
 
 
 def test_latency_and_errors_roll_back_even_a_more_accurate_canary() -> None:
     champ = arm("champion", 1, 400, 280, p95=10.0)
-    slow = decide(champ, arm("canary", 2, 400, 320, p95=11.5), policy=POLICY, elapsed=timedelta(hours=5), percent=5)
+    slow = decide(champ, arm("canary", 2, 400, 320, p95=11.5), thresholds=LIMITS, elapsed=timedelta(hours=5), percent=5)
     assert slow.action == "rollback" and "p95 inference latency 11.5 ms" in slow.reason
-    within = decide(champ, arm("canary", 2, 400, 320, p95=10.9), policy=POLICY, elapsed=timedelta(hours=5), percent=5)
+    within = decide(champ, arm("canary", 2, 400, 320, p95=10.9), thresholds=LIMITS, elapsed=timedelta(hours=5),
+                    percent=5)
     assert within.action == "promote"
-    failing = decide(champ, arm("canary", 2, 400, 320, errors=12), policy=POLICY, elapsed=timedelta(minutes=5),
+    failing = decide(champ, arm("canary", 2, 400, 320, errors=12), thresholds=LIMITS, elapsed=timedelta(minutes=5),
                      percent=5)
     assert failing.action == "rollback" and "error rate 3.00%" in failing.reason
 
 
 def test_more_overrides_roll_back_and_unmeasured_latency_blocks_promotion() -> None:
     overridden = decide(arm("champion", 1, 400, 280, overrides=100), arm("canary", 2, 400, 290, overrides=160),
-                        policy=POLICY, elapsed=timedelta(hours=5), percent=5)
+                        thresholds=LIMITS, elapsed=timedelta(hours=5), percent=5)
     assert overridden.action == "rollback" and "overridden more" in overridden.reason
-    blind = decide(arm("champion", 1, 400, 280, p95=None), arm("canary", 2, 400, 320, p95=None), policy=POLICY,
+    blind = decide(arm("champion", 1, 400, 280, p95=None), arm("canary", 2, 400, 320, p95=None), thresholds=LIMITS,
                    elapsed=timedelta(hours=5), percent=5)
     assert blind.action == "wait" and "latency is not measured" in blind.reason
 
@@ -120,9 +122,9 @@ def test_more_overrides_roll_back_and_unmeasured_latency_blocks_promotion() -> N
 def test_verdict_round_trips_through_xcom_json() -> None:
     import json
 
-    v = decide(arm("champion", 1, 400, 280), arm("canary", 2, 400, 320), policy=POLICY, elapsed=timedelta(hours=5),
+    v = decide(arm("champion", 1, 400, 280), arm("canary", 2, 400, 320), thresholds=LIMITS, elapsed=timedelta(hours=5),
                percent=5)
-    assert canary.Verdict.from_dict(json.loads(json.dumps(v.as_dict()))) == v
+    assert canary.CanaryDecision.from_dict(json.loads(json.dumps(v.as_dict()))) == v
 
 
 # ---- live numbers from the database -----------------------------------------------------------------------------
@@ -147,9 +149,9 @@ def _feedback(conn, tid: str, kind: str, intent: str | None = None, urgency: str
                  "VALUES (%s,%s,%s,%s,%s,%s)", (f"F{n}-{tid}", tid, kind, intent, urgency, at))
 
 
-def _dep(mode: str) -> canary.ActiveDeployment:
-    return canary.ActiveDeployment(id=1, name=MODEL, champion_version=1, challenger_version=2, mode=mode, percent=10,
-                                   started_at=T0, step_started_at=T0)
+def _dep(mode: str) -> Deployment:
+    return Deployment(id=1, name=MODEL, champion_version=1, challenger_version=2, mode=mode, percent=10,
+                      started_at=T0, step_started_at=T0)
 
 
 @pytest.mark.integration
@@ -272,7 +274,7 @@ def test_ramp_raises_the_share_in_place_and_restarts_the_comparison(db_url: str,
     seed_arms(db_url, started, now - timedelta(minutes=5), 200, champion=(1, 0.7), challenger=(2, 0.9), seed=8)
     dep, verdict = canary.poll(settings, now=now, changed_by="test")
     assert verdict.action == "ramp" and verdict.next_percent == 25.0
-    after = canary.active(db_url, MODEL)
+    after = registry.active_deployment(db_url, MODEL)
     assert after.percent == 25.0 and after.id == dep.id, "the same deployment, at the next share"
     assert after.started_at == started and after.step_started_at > started
     assert _statuses(db_url) == {1: "champion", 2: "canary"}
@@ -326,9 +328,9 @@ def test_stop_if_active_ends_only_the_named_deployment(db_url: str, tmp_path: Pa
     assert canary.stop_if_active(settings, 2, reason="run failed", changed_by="test") is False
     canary.start(settings, 2, changed_by="test")
     assert canary.stop_if_active(settings, 3, reason="run failed", changed_by="test") is False
-    assert canary.active(db_url, MODEL) is not None
+    assert registry.active_deployment(db_url, MODEL) is not None
     assert canary.stop_if_active(settings, 2, reason="run failed", changed_by="test") is True
-    assert canary.active(db_url, MODEL) is None and _statuses(db_url) == {1: "champion", 2: "candidate"}
+    assert registry.active_deployment(db_url, MODEL) is None and _statuses(db_url) == {1: "champion", 2: "candidate"}
     with db.connect(db_url) as conn:
         row = conn.execute("SELECT status, reason FROM triage.deployments").fetchone()
     assert (row["status"], row["reason"]) == ("ended", "run failed")

@@ -20,9 +20,10 @@ def test_sources_name_the_tables_of_names_py() -> None:
     (source,) = sources
     assert source["schema"] == names.SCHEMA
     tables = {t["name"] for t in source["tables"]}
-    assert tables <= set(names.TABLES), tables - set(names.TABLES)
+    known = set(names.TABLES) | set(names.VIEWS)
+    assert tables <= known, tables - known
     used = {names.T_DECISIONS, names.T_FEEDBACK, names.T_LLM_CALLS, names.T_ACTIONS, names.T_MODEL_VERSIONS,
-            names.T_DRIFT_REPORTS}
+            names.T_DRIFT_REPORTS, names.V_LABELLED_DECISIONS}
     assert tables == used
 
 
@@ -58,7 +59,8 @@ def test_build_passes_with_unit_tests(marts_db) -> None:
     _, _, result = marts_db
     statuses = {r["unique_id"]: r["status"] for r in result.results}
     assert all(s in ("success", "pass") for s in statuses.values()), statuses
-    assert "unit_test.triage.int_decisions_joined_to_feedback.test_override_logic" in statuses
+    unit = "unit_test.triage.int_decisions_joined_to_feedback.test_unreviewed_decisions_are_not_overridden"
+    assert unit in statuses
     assert "unit_test.triage.int_decisions_joined_to_llm_calls_and_actions.test_cost_logic" in statuses
     assert any(u.startswith("test.triage.relationships_fct_decisions_model_version_key") for u in statuses)
 

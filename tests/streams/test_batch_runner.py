@@ -44,23 +44,23 @@ def _batch(first: int, n: int) -> list[_Event]:
 def test_later_batches_may_finish_classifying_first_but_are_stored_and_acked_in_order() -> None:
     stored: list[int] = []
     released: list[int] = []
-    in_front = 0
-    most_in_front = 0
+    in_decide = 0
+    most_in_decide = 0
     # Batch 0 classifies slowest, batch 2 fastest.
     delay = {0: 0.15, 3: 0.10, 6: 0.01}
 
-    def claim(msgs: list[RawMessage]) -> int:
+    def admit(msgs: list[RawMessage]) -> int:
         return msgs[0].src.offset
 
-    async def front(first: int) -> int:
-        nonlocal in_front, most_in_front
-        in_front += 1
-        most_in_front = max(most_in_front, in_front)
+    async def decide(first: int) -> int:
+        nonlocal in_decide, most_in_decide
+        in_decide += 1
+        most_in_decide = max(most_in_decide, in_decide)
         await asyncio.sleep(delay[first])
-        in_front -= 1
+        in_decide -= 1
         return first
 
-    async def back(first: int) -> None:
+    async def persist(first: int) -> None:
         stored.append(first)
 
     async def dead_letter_all(msgs: list[RawMessage], reason: str) -> None:
@@ -68,7 +68,7 @@ def test_later_batches_may_finish_classifying_first_but_are_stored_and_acked_in_
 
     async def run() -> _Stream:
         stream = _Stream()
-        runner = BatchRunner(stream, Stages(claim, front, back, dead_letter_all, released.append),  # type: ignore[arg-type]
+        runner = BatchRunner(stream, Stages(admit, decide, persist, dead_letter_all, released.append),  # type: ignore[arg-type]
                              depth=3)
         for first in (0, 3, 6):
             await runner.submit(_batch(first, 3))  # type: ignore[arg-type]
@@ -76,7 +76,7 @@ def test_later_batches_may_finish_classifying_first_but_are_stored_and_acked_in_
         return stream
 
     stream = asyncio.run(run())
-    assert most_in_front == 3, "all three batches were classifying at the same time"
+    assert most_in_decide == 3, "all three batches were classifying at the same time"
     assert stored == [0, 3, 6]
     assert stream.acked == list(range(9))
     assert sorted(released) == [0, 3, 6]
@@ -85,15 +85,15 @@ def test_later_batches_may_finish_classifying_first_but_are_stored_and_acked_in_
 def test_a_failing_batch_is_dead_lettered_in_its_turn_and_the_next_one_still_stored() -> None:
     events: list[str] = []
 
-    def claim(msgs: list[RawMessage]) -> int:
+    def admit(msgs: list[RawMessage]) -> int:
         return msgs[0].src.offset
 
-    async def front(first: int) -> int:
+    async def decide(first: int) -> int:
         if first == 0:
             raise ValueError("boom")
         return first
 
-    async def back(first: int) -> None:
+    async def persist(first: int) -> None:
         events.append(f"stored {first}")
 
     async def dead_letter_all(msgs: list[RawMessage], reason: str) -> None:
@@ -101,7 +101,7 @@ def test_a_failing_batch_is_dead_lettered_in_its_turn_and_the_next_one_still_sto
 
     async def run() -> _Stream:
         stream = _Stream()
-        runner = BatchRunner(stream, Stages(claim, front, back, dead_letter_all), depth=2)  # type: ignore[arg-type]
+        runner = BatchRunner(stream, Stages(admit, decide, persist, dead_letter_all), depth=2)  # type: ignore[arg-type]
         await runner.submit(_batch(0, 2))  # type: ignore[arg-type]
         await runner.submit(_batch(2, 2))  # type: ignore[arg-type]
         await runner.drain()
@@ -116,7 +116,7 @@ def test_depth_bounds_the_batches_in_flight() -> None:
     gate = asyncio.Event()
     started: list[int] = []
 
-    async def front(first: int) -> int:
+    async def decide(first: int) -> int:
         started.append(first)
         await gate.wait()
         return first
@@ -125,7 +125,7 @@ def test_depth_bounds_the_batches_in_flight() -> None:
         return None
 
     async def run() -> list[int]:
-        runner = BatchRunner(_Stream(), Stages(lambda msgs: msgs[0].src.offset, front, noop, noop),  # type: ignore[arg-type]
+        runner = BatchRunner(_Stream(), Stages(lambda msgs: msgs[0].src.offset, decide, noop, noop),  # type: ignore[arg-type]
                              depth=2)
         await runner.submit(_batch(0, 1))  # type: ignore[arg-type]
         await runner.submit(_batch(1, 1))  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from apps.simulator import TicketGenerator
 from apps.stack.procs import free_port, spawn, stop_group
 from streams.actions import Dispatcher, WebhookAdapter, WorkQueueAdapter
 from streams.breaker import BreakerBoard
-from streams.drafter import Drafter, Outcome
+from streams.draft_writer import Drafter, Outcome
 from streams.llm_client import LLMClient
 from tests.support.fake_servers import FakeLLM, WebhookSink, make_decision
 from tests.support.stream_helpers import STREAM_PYTHON, produce, wait_for
@@ -197,7 +197,7 @@ def test_masking_failure_fails_closed_to_human_queue(
     def broken(text: str) -> Any:
         raise RuntimeError("detector crashed")
 
-    monkeypatch.setattr("streams.drafter.mask", broken)
+    monkeypatch.setattr("streams.draft_writer.mask", broken)
     monkeypatch.setattr("streams.actions.mask", broken)
     s = settings_for(db_url, hook.url)
     with FakeLLM(reply=GOOD) as fake:
@@ -217,7 +217,7 @@ def test_an_unexpected_drafting_error_sends_the_ticket_to_a_person(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("bug")
 
-    monkeypatch.setattr("streams.drafter.check_draft", boom)
+    monkeypatch.setattr("streams.draft_writer.check_draft", boom)
     with FakeLLM(reply=GOOD) as fake:
         [out] = handle_all(drafter(settings_for(db_url), fake), [make_decision("X-1")])
     assert (out.status, out.route) == ("skipped", "human_queue")
@@ -327,7 +327,7 @@ def test_drafting_worker_on_a_real_broker(db_url: str, broker: str, tmp_path: Pa
             "PATH": "/usr/bin:/bin",
         }
         proc = spawn(
-            [str(STREAM_PYTHON), "-m", "streams.drafting", "--web-port", str(port)],
+            [str(STREAM_PYTHON), "-m", "streams.drafting_worker", "--web-port", str(port)],
             tmp_path / "d.log",
             env=env,
             cwd=PROJECT_ROOT,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streams.breaker import CircuitBreaker
-from streams.llm_client import LLMClient, LLMError, LLMUnavailable, backoff_delay
+from streams.llm_client import LLMClient, LLMError, LLMUnavailable
 from tests.support.fake_servers import FakeLLM
 from triage.settings import PROJECT_ROOT, ModelPrice, load_settings
 
@@ -169,16 +169,6 @@ def test_unpriced_model_and_malformed_answers_are_refused() -> None:
         fake.then("garbage")
         with pytest.raises(LLMError, match="malformed response"):
             call(client(fake))
-
-
-def test_backoff_is_jittered_exponential_and_capped() -> None:
-    import random
-
-    rng = random.Random(1)
-    for attempt in range(8):
-        d = backoff_delay(attempt, 0.5, 4.0, rng)
-        ceiling = min(4.0, 0.5 * 2**attempt)
-        assert ceiling / 2 <= d <= ceiling
 
 
 @pytest.mark.llm

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import chaos_stack as lib
-from tests.support.chaos_stack import Stack, Verdict, WebhookReceiver, say
+from tests.support.chaos_stack import ScenarioResult, Stack, WebhookReceiver, say
+from tests.support.stream_helpers import wait_for
 from triage.names import TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_RAW
 
 FAKE_MODEL = "fake-model"
@@ -42,7 +43,7 @@ def drafting_env(hook: WebhookReceiver | None, llm_url: str | None, **extra: str
 
 
 def kill_restart(work: Path, n_tickets: int, kills: int, seed: int, with_actions: bool = True,
-                 drain_timeout: float = 600.0) -> Verdict:
+                 drain_timeout: float = 600.0) -> ScenarioResult:
     """Scenario 1: kill -9 the only stream worker at random moments while tickets flow, restarting it."""
     rng = random.Random(seed)
     inputs = lib.build_inputs(n_tickets, seed)
@@ -79,7 +80,7 @@ def kill_restart(work: Path, n_tickets: int, kills: int, seed: int, with_actions
         return v
 
 
-def survivor(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600.0) -> Verdict:
+def survivor(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600.0) -> ScenarioResult:
     """Scenario 2: two workers, one killed and not restarted; the survivor takes its partitions."""
     rng = random.Random(seed)
     inputs = lib.build_inputs(n_tickets, seed)
@@ -93,7 +94,7 @@ def survivor(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600.0
         procs.callback(b.stop)
         a.start()
         b.start()
-        lib.wait_for(lambda: len(json.loads(b.get("/health")).get("partitions", [])) > 0, 90,
+        wait_for(lambda: len(json.loads(b.get("/health")).get("partitions", [])) > 0, 90,
                      "the second worker to get partitions")
         lib.produce(stack.bootstrap, inputs, first)
         time.sleep(rng.uniform(1.0, 4.0))
@@ -112,7 +113,7 @@ def survivor(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600.0
 
 
 def postgres_outage(work: Path, n_tickets: int, seed: int, down_s: float, with_actions: bool = True,
-                    drain_timeout: float = 600.0) -> Verdict:
+                    drain_timeout: float = 600.0) -> ScenarioResult:
     """Scenario 3: Postgres stopped for `down_s` seconds mid-stream and started again."""
     inputs = lib.build_inputs(n_tickets, seed)
     first, second = lib.chunks(inputs, 2, seed)
@@ -153,7 +154,7 @@ def postgres_outage(work: Path, n_tickets: int, seed: int, down_s: float, with_a
         return v
 
 
-def llm_faults(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600.0) -> Verdict:
+def llm_faults(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600.0) -> ScenarioResult:
     """Scenario 4: the LLM answers 500, then times out, then rate-limits (429), then recovers, while tickets
     trickle in; the breaker opens, drafts fall back to templates within the deadline, and it closes again."""
     inputs = lib.build_inputs(n_tickets, seed)
@@ -178,7 +179,7 @@ def llm_faults(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600
 
         # Warm-up with a healthy backend until drafts reach it: the drafting group has joined and drafts.
         lib.produce(stack.bootstrap, inputs, parts[0])
-        lib.wait_for(lambda: len(llm.requests) > 0, 120, "the first draft to reach the LLM")
+        wait_for(lambda: len(llm.requests) > 0, 120, "the first draft to reach the LLM")
         faults_from = time.time()
         recovered_at = faults_from
         for name, step, chunks_ in phases:
@@ -201,7 +202,7 @@ def llm_faults(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600
         drained = lib.wait_drained(stack.url, inputs, drain_timeout)
         closed = False
         try:
-            closed = bool(lib.wait_for(lambda: breaker_states() and all(s == "closed" for s in breaker_states()),
+            closed = bool(wait_for(lambda: breaker_states() and all(s == "closed" for s in breaker_states()),
                                        30, "the LLM breaker to close"))
         except TimeoutError as exc:
             say(str(exc))
@@ -240,7 +241,8 @@ def llm_faults(work: Path, n_tickets: int, seed: int, drain_timeout: float = 600
         return v
 
 
-def webhook_outage(work: Path, n_tickets: int, seed: int, down_s: float, drain_timeout: float = 600.0) -> Verdict:
+def webhook_outage(work: Path, n_tickets: int, seed: int, down_s: float,
+                   drain_timeout: float = 600.0) -> ScenarioResult:
     """Scenario 5: the webhook receiver is down for `down_s` seconds; actions retried, then delivered once."""
     inputs = lib.build_inputs(n_tickets, seed)
     first, second = lib.chunks(inputs, 2, seed)
@@ -272,7 +274,7 @@ def webhook_outage(work: Path, n_tickets: int, seed: int, down_s: float, drain_t
         return v
 
 
-def fuzz(work: Path, cases: int, e2e_cases: int, seed: int, drain_timeout: float = 300.0) -> Verdict:
+def fuzz(work: Path, cases: int, e2e_cases: int, seed: int, drain_timeout: float = 300.0) -> ScenarioResult:
     """Scenario 6: hypothesis over the ticket and feedback decoders and the policy loader, then a sample of the
     hostile bytes through a real worker: each one a decision or a dead-letter row, the worker still up."""
     from tests.support import fuzz as chaos_fuzz
@@ -303,7 +305,7 @@ def fuzz(work: Path, cases: int, e2e_cases: int, seed: int, drain_timeout: float
                 return d, q, f
 
             try:
-                lib.wait_for(lambda: (o := outcome()) and o[0] >= len(expected_ids) and o[1] >= n_bad
+                wait_for(lambda: (o := outcome()) and o[0] >= len(expected_ids) and o[1] >= n_bad
                              and o[2] >= len(fb_values), drain_timeout, "every hostile message to have an outcome")
             except TimeoutError as exc:
                 say(str(exc))
@@ -319,12 +321,12 @@ def fuzz(work: Path, cases: int, e2e_cases: int, seed: int, drain_timeout: float
             details.update(e2e_raw=len(sample), e2e_valid=len(expected_ids), e2e_bad=n_bad,
                            e2e_feedback=len(fb_values), e2e_feedback_outcomes=f, feedback_at=len(fb_at))
     details["checks"] = checks
-    return Verdict(scenario=f"6 fuzz {cases} cases + {e2e_cases} e2e", tickets_in=cases + e2e_cases,
+    return ScenarioResult(scenario=f"6 fuzz {cases} cases + {e2e_cases} e2e", tickets_in=cases + e2e_cases,
                    decisions=decisions, dlq=dlq, effects=0, duplicates=dup, lost=lost,
                    passed=all(checks.values()), details=details)
 
 
-def budget_two_workers(work: Path, n_decisions: int, seed: int, drain_timeout: float = 300.0) -> Verdict:
+def budget_two_workers(work: Path, n_decisions: int, seed: int, drain_timeout: float = 300.0) -> ScenarioResult:
     """Scenario 7: two drafting workers share one budget; the money spent never exceeds it."""
     from tests.support.fake_servers import make_decision
 
@@ -345,7 +347,7 @@ def budget_two_workers(work: Path, n_decisions: int, seed: int, drain_timeout: f
         values = [make_decision(t, route="draft_for_review").model_dump_json().encode() for t in ids]
         lib.produce_raw(stack.bootstrap, TOPIC_DECISIONS, values)
         try:
-            lib.wait_for(lambda: lib.scalar(stack.url, "SELECT count(*) FROM triage.llm_calls") >= n_decisions,
+            wait_for(lambda: lib.scalar(stack.url, "SELECT count(*) FROM triage.llm_calls") >= n_decisions,
                          drain_timeout, "every decision to have an llm_calls row")
         except TimeoutError as exc:
             say(str(exc))
@@ -361,7 +363,8 @@ def budget_two_workers(work: Path, n_decisions: int, seed: int, drain_timeout: f
         checks = {"spend_within_budget": spent <= budget_usd + 1e-9, "budget_reached": by_status.get("ok", 0) > 0
                   and handled > by_status.get("ok", 0), "every_decision_handled": lost == 0,
                   "actions_settled": settled, "both_alive": a.alive() and b.alive()}
-        return Verdict(scenario="7 budget, two drafting workers", tickets_in=n_decisions, decisions=drafts, dlq=0,
+        return ScenarioResult(scenario="7 budget, two drafting workers", tickets_in=n_decisions, decisions=drafts,
+                              dlq=0,
                        effects=len(hook.effects), duplicates=max(0, handled - drafts), lost=lost,
                        passed=all(checks.values()),
                        details={"checks": checks, "budget_usd": budget_usd, "spent_usd": round(spent, 6),

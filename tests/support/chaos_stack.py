@@ -1,7 +1,7 @@
 """Fault-injection toolkit: a private stack, real worker subprocesses, a webhook receiver and the verifier.
 
 Everything runs on 127.0.0.1 in one temporary folder: an embedded PostgreSQL (stoppable and restartable
-on the same data), an embedded broker, `python -m streams worker` and `python -m streams.drafting` as
+on the same data), an embedded broker, `python -m streams worker` and `python -m streams.drafting_worker` as
 real subprocesses (killed with SIGKILL on command), and an HTTP receiver that applies each webhook
 effect once per Idempotency-Key. The verifier compares the input set with what came out: one decision
 row per valid ticket, one dead-letter row per malformed message (by topic/partition/offset), one
@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +33,7 @@ from apps.simulator import MALFORMED, TicketGenerator, feedback_for
 from apps.stack.kafka import EmbeddedKafka
 from apps.stack.postgres import EmbeddedPostgres
 from apps.stack.procs import free_port, spawn, stop_group
+from tests.support.stream_helpers import wait_for
 from triage import db
 from triage.kafka_admin import ensure_topics
 from triage.names import TOPIC_FEEDBACK, TOPIC_RAW, TOPICS
@@ -47,18 +48,6 @@ RECOVERY_LINE = "postgres is back"
 
 def say(msg: str) -> None:
     print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Poll `check` until truthy; raise TimeoutError naming `what` (and the last value) otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def tiny_model() -> Path:
@@ -210,7 +199,7 @@ def stream_worker(stack: Stack, name: str, extra_env: dict[str, str] | None = No
 def drafting_worker(stack: Stack, name: str, extra_env: dict[str, str] | None = None) -> Process:
     """A drafting-only worker (drafting agent + outbox dispatcher); its web port serves `/drafting`."""
     port = free_port()
-    return Process(stack, name, "streams.drafting", extra_env, ("--web-port", str(port)), port=port)
+    return Process(stack, name, "streams.drafting_worker", extra_env, ("--web-port", str(port)), port=port)
 
 
 class _HookHandler(BaseHTTPRequestHandler):
@@ -416,7 +405,7 @@ def wait_actions_settled(url: str, receiver: WebhookReceiver, timeout: float) ->
 
 
 @dataclass
-class Verdict:
+class ScenarioResult:
     """Input set vs output set for one scenario (the row of the chaos table)."""
 
     scenario: str
@@ -436,7 +425,7 @@ class Verdict:
 
 
 def verify(scenario: str, url: str, inputs: Inputs, receiver: WebhookReceiver | None = None,
-           extra_checks: dict[str, bool] | None = None) -> Verdict:
+           extra_checks: dict[str, bool] | None = None) -> ScenarioResult:
     """Every valid ticket one decision row, every malformed message one dead letter, every feedback event one
     row, every webhook action one applied effect; nothing extra, nothing missing."""
     valid = inputs.valid_ids
@@ -486,7 +475,7 @@ def verify(scenario: str, url: str, inputs: Inputs, receiver: WebhookReceiver | 
     checks = {"no_duplicates": duplicates == 0, "nothing_lost": lost == 0,
               "no_unexpected_outputs": not extra_decisions and not wrong_dlq, **(extra_checks or {})}
     details["checks"] = checks
-    return Verdict(scenario=scenario, tickets_in=len(inputs.tickets) + len(inputs.malformed),
+    return ScenarioResult(scenario=scenario, tickets_in=len(inputs.tickets) + len(inputs.malformed),
                    decisions=sum(1 for t in decided if t in valid), dlq=len(set(dead) & inputs.malformed_at),
                    effects=effects, duplicates=duplicates, lost=lost, passed=all(checks.values()), details=details)
 
@@ -495,7 +484,7 @@ def log_lines(text: str, needle: str) -> list[str]:
     return [line for line in text.splitlines() if needle in line]
 
 
-def table(verdicts: list[Verdict]) -> str:
+def table(verdicts: list[ScenarioResult]) -> str:
     head = ("scenario", "tickets in", "decisions", "DLQ", "effects", "duplicates", "lost", "result")
     rows = [head] + [(v.scenario, str(v.tickets_in), str(v.decisions), str(v.dlq), str(v.effects),
                       str(v.duplicates), str(v.lost), "PASS" if v.passed else "FAIL") for v in verdicts]

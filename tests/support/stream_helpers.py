@@ -22,7 +22,7 @@ STREAM_PYTHON = PROJECT_ROOT / ".venv-stream" / "bin" / "python"
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll `check` until it returns something truthy; fail the test with `what` on timeout."""
+    """Poll `check` until it returns something truthy; raise TimeoutError naming `what` (and the last value)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -30,7 +30,7 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def count(url: str, sql: str, params: Sequence[Any] = ()) -> int:

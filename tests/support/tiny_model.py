@@ -73,7 +73,8 @@ def _source_key() -> str:
 
     h = hashlib.sha256()
     sources = [*(PROJECT_ROOT / "ml").rglob("*.py")]
-    sources += [PROJECT_ROOT / "triage" / name for name in ("labels.py", "simulator.py", "sim_text.py")]
+    sources += [PROJECT_ROOT / "triage" / "labels.py", PROJECT_ROOT / "apps" / "simulator.py",
+                PROJECT_ROOT / "apps" / "sim_text.py", Path(__file__)]
     for path in sorted(sources):
         h.update(path.name.encode())
         h.update(path.read_bytes())

@@ -1,7 +1,7 @@
 """Faust wiring of drafting and action dispatch: an agent on `triage.decisions`, a dispatcher timer, a page.
 
 `register(app, settings)` adds to an existing app (the stream worker's, or the drafting-only app that
-`python -m streams.drafting` runs): the drafting agent takes micro-batches of decisions and drafts them
+`python -m streams.drafting_worker` runs): the drafting agent takes micro-batches of decisions and drafts them
 concurrently (bounded by TRIAGE_LLM_MAX_CONCURRENCY), so classification never waits on a model; the
 batch's offsets are committed only after every draft in it is stored. A timer delivers the outbox; the
 `/drafting` page shows breakers, budgets and the outbox; gauges and counters go to the given registry.
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from streams import budgets
 from streams.actions import Adapter, Dispatcher, WebhookAdapter, WorkQueueAdapter
 from streams.breaker import STATE_CODES, BreakerBoard
-from streams.drafter import WORKFLOW, Drafter, Outcome
+from streams.draft_writer import WORKFLOW, Drafter, Outcome
 from streams.llm_client import LLMClient
 from triage.names import TOPIC_DECISIONS, TOPIC_DRAFTS
 from triage.schemas import Decision
@@ -241,12 +241,12 @@ def create_drafting_app(settings: Settings, web_port: int, broker: str | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m streams.drafting [--web-port N]`: run a drafting-only worker."""
+    """`python -m streams.drafting_worker [--web-port N]`: run a drafting-only worker."""
     from faust.worker import Worker as FaustWorker
 
     from triage.settings import get_settings
 
-    parser = argparse.ArgumentParser(prog="python -m streams.drafting", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m streams.drafting_worker", description=main.__doc__)
     parser.add_argument("--web-port", type=int, default=None, help="web port (default TRIAGE_DRAFTING_PORT)")
     parser.add_argument("--loglevel", default="info")
     args = parser.parse_args(argv)

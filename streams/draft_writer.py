@@ -33,6 +33,7 @@ from streams.breaker import BreakerBoard
 from streams.guardrails import check_draft
 from streams.llm_client import LLMClient, LLMError, LLMUnavailable
 from streams.prompts import Prompt, load_prompt
+from triage.backoff import Backoff
 from triage.names import T_DECISIONS, T_LLM_CALLS, qualified
 from triage.pii import mask
 from triage.schemas import Decision
@@ -137,16 +138,16 @@ class Drafter:
 
     async def _with_db(self, what: str, op: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> Any:
         """Run `op` on the shared connection; while Postgres is down, wait and retry (at-least-once)."""
-        delay = 0.2
+        backoff = Backoff(base=0.2)
         while True:
             try:
                 async with self._db:
                     return await op(await self._connection())
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._conn = None
+                delay = backoff.next()
                 log.warning("postgres unavailable during %s (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def handle(self, decision: Decision) -> Outcome:
         """Draft (or not) one decision and store the result with its actions in one transaction."""
@@ -288,7 +289,7 @@ class Drafter:
         call.tokens_in, call.tokens_out = completion.tokens_in, completion.tokens_out
         call.cost_usd, call.latency_ms = completion.cost_usd, completion.latency_ms
         call.finish_reason, call.response = completion.finish_reason, _masked(completion.text)
-        verdict = check_draft(
+        check = check_draft(
             completion.text,
             ticket=text,
             facts=prompt.facts,
@@ -296,8 +297,8 @@ class Drafter:
             min_chars=s.draft_min_chars,
             max_chars=s.draft_max_chars,
         )
-        if not verdict.ok:
-            return "fallback", prompt.template_reply, f"guardrail: {verdict.reason}", route
+        if not check.ok:
+            return "fallback", prompt.template_reply, f"guardrail: {check.reason}", route
         return "ok", completion.text.strip(), None, route
 
     async def _settle(self, reservation: budgets.Reservation, tokens: int, cost: Decimal) -> None:
