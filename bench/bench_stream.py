@@ -303,7 +303,7 @@ def main() -> int:
         say(f"model: {model} ({why})")
         pg = EmbeddedPostgres(work / "pg", free_port(), work / "postgres.log",
                               options={"track_commit_timestamp": "on"})
-        pg_proc = pg.start()
+        pg.start()
         broker = EmbeddedKafka(free_port(), work / "kafka.log")
         kafka_proc = broker.start()
         worker_proc: subprocess.Popen[bytes] | None = None
@@ -379,7 +379,7 @@ def main() -> int:
                 log_tail = (work / "worker.log").read_text(errors="replace").splitlines()[-5:]
                 result["worker_log_tail"] = log_tail
             stop_group(kafka_proc.pid)
-            stop_group(pg_proc.pid, signal.SIGINT)
+            pg.stop(discard=True)
     half = next((p for p in result.get("latency", []) if p["share"] == 0.5), None)
     serving_v = result.get("serving_isolated_per_s") or 0.0
     e2e_v = result.get("e2e_sustained_per_s") or 0.0

@@ -7,7 +7,6 @@ Tests that need a clean database use `db_url` (a fresh, migrated database per te
 from __future__ import annotations
 
 import itertools
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,11 +24,11 @@ _db_counter = itertools.count()
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     base = tmp_path_factory.mktemp("pg")
     server = EmbeddedPostgres(base / "data", free_port(), base / "postgres.log")
-    proc = server.start()
+    server.start()
     try:
         yield server
     finally:
-        stop_group(proc.pid, signal.SIGINT)
+        server.stop(discard=True)
 
 
 @pytest.fixture(scope="session")

@@ -126,8 +126,7 @@ def own_pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
     try:
         yield server
     finally:
-        if server.proc is not None:
-            stop_group(server.proc.pid, signal.SIGINT)
+        server.stop(discard=True)
 
 
 def test_postgres_outage_pauses_and_loses_nothing(own_pg: EmbeddedPostgres, broker: str, tiny_model: Path,

@@ -104,6 +104,7 @@ class Stack:
 
     def close(self) -> None:
         self.stop_postgres()
+        self.pg.discard()
         if self.kafka_proc is not None:
             stop_group(self.kafka_proc.pid)
             self.kafka_proc = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from apps.stack.postgres import EmbeddedPostgres
-from apps.stack.procs import free_port, pid_alive, stop_group
+from apps.stack.procs import free_port, pid_alive
 from apps.stack.supervisor import state_for
 from triage import db
 from triage.names import TOPIC_RAW
@@ -31,7 +30,7 @@ def _seed_champion(settings, model_dir: Path) -> None:
     from ml import registry
 
     pg = EmbeddedPostgres(settings.pg_data_dir, settings.pg_port, settings.state_dir / "seed-pg.log")
-    proc = pg.start()
+    pg.start()
     try:
         db.ensure_database(pg.url(), "triage")
         db.migrate(settings.db_url())
@@ -45,7 +44,7 @@ def _seed_champion(settings, model_dir: Path) -> None:
             models_dir=settings.models_dir,
         )
     finally:
-        stop_group(proc.pid, signal.SIGINT)
+        pg.stop()
 
 
 async def _count_raw(bootstrap: str, timeout: float) -> int:
@@ -116,6 +115,7 @@ def test_up_status_down(tmp_path: Path, tiny_model: Path) -> None:
         down = subprocess.run([TRIAGE, "down"], env=env, capture_output=True, text=True, timeout=180)
         up.wait(timeout=60)
         log.close()
+        EmbeddedPostgres(settings.pg_data_dir, settings.pg_port, tmp_path / "unused.log").discard()
     assert down.returncode == 0, down.stderr
     time.sleep(0.5)
     left = [name for name, part in parts.items() if pid_alive(int(part["pid"]))]
