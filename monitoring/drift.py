@@ -125,14 +125,21 @@ def load_reference(path: Path) -> pd.DataFrame:
     return frame[list(REFERENCE_COLUMNS)]
 
 
-def champion_reference(url: str, model_name: str) -> tuple[int, Path]:
-    """(version, reference.csv path) of the registry's champion for `model_name`."""
-    champion = registry.champion(url, model_name)
-    if champion is None:
-        raise DriftInputError(
-            f"model {model_name!r} has no champion in the registry; promote one or pass a reference sample path"
-        )
-    return champion.version, Path(champion.artifact_path) / REFERENCE_FILE
+def champion_reference(url: str, model_name: str, version: int | None = None) -> tuple[int, Path]:
+    """(version, reference.csv path) of `version` of `model_name`, or of the registry's champion."""
+    if version is not None:
+        try:
+            chosen = registry.get(url, model_name, version)
+        except registry.RegistryError as exc:
+            raise DriftInputError(f"model_version {version}: {exc}") from exc
+    else:
+        champion = registry.champion(url, model_name)
+        if champion is None:
+            raise DriftInputError(
+                f"model {model_name!r} has no champion in the registry; promote one or pass a reference sample path"
+            )
+        chosen = champion
+    return chosen.version, Path(chosen.artifact_path) / REFERENCE_FILE
 
 
 def _window_filter(model_version: int | None) -> str:
@@ -381,7 +388,7 @@ def run_drift_report(
     if window_end <= window_start:
         raise DriftInputError(f"window end {window_end} is not after its start {window_start}")
     if reference_path is None:
-        model_version, reference_path = champion_reference(url, model_name)
+        model_version, reference_path = champion_reference(url, model_name, model_version)
     reference = load_reference(reference_path)
     if len(reference) > thresholds.max_rows:  # bounded run time; a fixed seed keeps re-runs identical
         reference = reference.sample(n=thresholds.max_rows, random_state=0)

@@ -68,6 +68,7 @@ class Settings(BaseModel):
     drafting_port: int = Field(6067, ge=1, le=65535, description="Drafting worker web port (/drafting, metrics)")
     kafka_partitions: int = Field(4, ge=1, le=256, description="Partitions per topic created by Triage")
     airflow: bool = Field(True, description="Start Airflow with `triage up`")
+    airflow_dags_paused: bool = Field(False, description="Keep Triage's DAGs paused when `triage up` starts Airflow")
     simulator_rate: float = Field(5.0, gt=0, description="Tickets per second that `triage up` simulates")
     stream_python: Path = Field(
         PROJECT_ROOT / ".venv-stream" / "bin" / "python", description="Python of the stream environment"

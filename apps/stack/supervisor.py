@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from apps.stack import airflow as af
 from apps.stack.kafka import EmbeddedKafka
 from apps.stack.llm import EmbeddedLLM, check_drafting, check_llm, llm_available
@@ -242,6 +244,18 @@ class Supervisor:
         self.where["airflow"] = f"http://127.0.0.1:{self.settings.airflow_port}"
         self._record()
         self.say(f"  airflow    ready   {self.where['airflow']}  login: {af.login(self.settings)}")
+        self.say(f"  dags       {self._dags_line(flow)}")
+
+    def _dags_line(self, flow: af.EmbeddedAirflow) -> str:
+        """Which DAGs are scheduled (read back from Airflow's REST API, after the one-time unpause)."""
+        try:
+            api = af.AirflowAPI.for_settings(self.settings)
+            try:
+                return af.dags_line(flow.settle_dags(api), flow.expected_dags())
+            finally:
+                api.close()
+        except (StackError, httpx.HTTPError, KeyError) as exc:  # the stack works without this line
+            return f"could not read the DAGs from Airflow's API ({exc}); see the UI"
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
