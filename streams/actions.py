@@ -31,7 +31,8 @@ from streams.breaker import BreakerBoard
 from triage.backoff import retry_delay
 from triage.db import insert_from_json
 from triage.errors import TriageError
-from triage.names import T_ACTIONS, T_WORK_QUEUE, qualified
+from triage.labels import ROUTES
+from triage.names import T_ACTIONS, T_REPLIES, T_WORK_QUEUE, qualified
 from triage.pii import mask
 from triage.schemas import Decision
 from triage.settings import get_settings
@@ -42,6 +43,7 @@ __all__ = [
     "DeliveryError",
     "Dispatcher",
     "Draft",
+    "ReplyOutboxAdapter",
     "WebhookAdapter",
     "WorkQueueAdapter",
     "actions_for",
@@ -50,9 +52,11 @@ __all__ = [
     "outbox_counts",
     "recent_actions",
     "retry_parked",
+    "route_effects",
+    "routes_without_effect",
 ]
 
-WEBHOOK, WORK_QUEUE = "webhook", "work_queue"
+WEBHOOK, WORK_QUEUE, REPLY_OUTBOX = "webhook", "work_queue", "reply_outbox"
 # Answers that will never succeed however often they are retried (the action is parked at once).
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 415, 422})
 
@@ -81,6 +85,10 @@ _WAIT = (
 _QUEUE = (
     f"INSERT INTO {qualified(T_WORK_QUEUE)} (idempotency_key, ticket_id, route, payload) VALUES (%s, %s, %s, %s) "
     "ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_REPLY = (
+    f"INSERT INTO {qualified(T_REPLIES)} (idempotency_key, ticket_id, kind, channel, body, payload) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING"
 )
 
 
@@ -131,10 +139,11 @@ def outbox_counts(url: str) -> dict[str, int]:
 
 
 def actions_for(route: str, has_draft: bool, webhook: bool) -> list[tuple[str, str]]:
-    """(kind, adapter) pairs for a route. Replies and drafts need a draft; webhooks need a URL."""
+    """(kind, adapter) pairs for a route. Replies and drafts need a draft; webhooks need a URL, and without
+    one a reply goes to the reply outbox (`triage.replies`), so that no route ends in nothing."""
     pairs: list[tuple[str, str]] = []
     if route == "auto_resolve" and has_draft:
-        pairs.append(("reply", WEBHOOK))
+        pairs.append(("reply", WEBHOOK if webhook else REPLY_OUTBOX))
     elif route == "draft_for_review" and has_draft:
         pairs += [("review", WORK_QUEUE), ("draft", WEBHOOK)]
     elif route == "human_queue":
@@ -142,6 +151,16 @@ def actions_for(route: str, has_draft: bool, webhook: bool) -> list[tuple[str, s
     elif route == "escalate":
         pairs += [("escalate", WORK_QUEUE), ("escalate", WEBHOOK)]
     return [(k, a) for k, a in pairs if a != WEBHOOK or webhook]
+
+
+def route_effects(webhook: bool) -> dict[str, list[str]]:
+    """Which adapters each route's actions go to (once its draft exists): for health pages and `triage status`."""
+    return {route: sorted({adapter for _, adapter in actions_for(route, True, webhook)}) for route in ROUTES}
+
+
+def routes_without_effect(webhook: bool) -> list[str]:
+    """Routes whose decisions would produce no action at all: each is a warning on the health pages."""
+    return [route for route, adapters in route_effects(webhook).items() if not adapters]
 
 
 def payload_text(decision: Decision) -> tuple[str, str | None]:
@@ -303,6 +322,24 @@ class WorkQueueAdapter:
         await conn.execute(
             _QUEUE, (row.idempotency_key, row.ticket_id, row.payload.get("route") or row.kind, Jsonb(row.payload))
         )
+
+
+class ReplyOutboxAdapter:
+    """The embedded stack's mail room: a `triage.replies` row per reply (unique by idempotency key), shown as
+    sent in the review console. A webhook to a real mail or ticketing system replaces it in production."""
+
+    name = REPLY_OUTBOX
+    in_transaction = True
+
+    async def deliver(self, conn: psycopg.AsyncConnection[Any] | None, row: OutboxRow) -> None:
+        if conn is None:
+            raise DeliveryError("reply-outbox delivery needs the dispatcher's database connection")
+        draft = row.payload.get("draft") or {}
+        body = str(draft.get("text") or "")
+        if not body:
+            raise DeliveryError(f"action {row.idempotency_key} has no reply text to send", permanent=True)
+        await conn.execute(_REPLY, (row.idempotency_key, row.ticket_id, row.kind, str(row.payload.get("channel") or ""),
+                                    body, Jsonb(row.payload)))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
+from streams.actions import routes_without_effect
 from streams.audit import AuditSink
 from streams.ingest import Source
 from streams.metrics import CONTENT_TYPE, Metrics
@@ -127,6 +128,8 @@ class Worker:
             "dependencies": dict(self.health.down),
             "partitions": list(self.health.partitions),
             "uptime_s": round(time.time() - self.health.started_at, 1),
+            "warnings": [f"route {route} has no adapter: its decisions produce no effect"
+                         for route in routes_without_effect(self.settings.webhook_url is not None)],
         }
 
 

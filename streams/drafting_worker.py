@@ -22,7 +22,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from streams import budgets
-from streams.actions import Adapter, Dispatcher, WebhookAdapter, WorkQueueAdapter
+from streams.actions import (
+    Adapter,
+    Dispatcher,
+    ReplyOutboxAdapter,
+    WebhookAdapter,
+    WorkQueueAdapter,
+    route_effects,
+    routes_without_effect,
+)
 from streams.breaker import STATE_CODES, BreakerBoard
 from streams.draft_writer import WORKFLOW, Drafter, Outcome
 from streams.llm_client import LLMClient
@@ -69,7 +77,7 @@ class Drafting:
         llm_name = f"llm:{settings.llm_provider}:{settings.llm_model}"
         self.llm = LLMClient.from_settings(settings, self.breakers.get(llm_name))
         self.drafter = Drafter(settings, settings.db_url(), self.llm, self.breakers)
-        adapters: list[Adapter] = [WorkQueueAdapter()]
+        adapters: list[Adapter] = [WorkQueueAdapter(), ReplyOutboxAdapter()]
         if settings.webhook_url:
             adapters.append(WebhookAdapter(settings.webhook_url, settings.webhook_timeout_s))
         self.dispatcher = Dispatcher(
@@ -134,6 +142,8 @@ class Drafting:
                 k: dict(getattr(self.dispatcher.stats, k)) for k in ("delivered", "failed", "parked", "deferred")
             },
             "dispatch_error": self.dispatch_error,
+            "routes": route_effects(self.settings.webhook_url is not None),
+            "routes_without_effect": routes_without_effect(self.settings.webhook_url is not None),
             "fallback": self.settings.draft_fallback,
         }
 

@@ -32,6 +32,7 @@ T_DEPLOYMENTS: Final = "deployments"
 T_LLM_CALLS: Final = "llm_calls"
 T_ACTIONS: Final = "actions"
 T_WORK_QUEUE: Final = "work_queue"
+T_REPLIES: Final = "replies"
 T_DEAD_LETTERS: Final = "dead_letters"
 T_DRIFT_REPORTS: Final = "drift_reports"
 T_QUALITY_RESULTS: Final = "quality_results"
@@ -50,6 +51,7 @@ TABLES: Final = (
     T_LLM_CALLS,
     T_ACTIONS,
     T_WORK_QUEUE,
+    T_REPLIES,
     T_DEAD_LETTERS,
     T_DRIFT_REPORTS,
     T_QUALITY_RESULTS,

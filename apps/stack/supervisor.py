@@ -124,7 +124,9 @@ def drafting_summary(settings: Settings) -> str:
     delivered = sum((outbox.get("delivered") or {}).values())
     parked = sum((outbox.get("parked") or {}).values())
     mode = llm.get("mode", "?") if isinstance(llm, dict) else "?"
-    return f"{mode}; breakers: {breakers}; delivered {delivered}, parked {parked}"
+    idle = page.get("routes_without_effect") or []
+    warning = f"; WARNING: no adapter for {', '.join(idle)}" if idle else ""
+    return f"{mode}; breakers: {breakers}; delivered {delivered}, parked {parked}{warning}"
 
 
 def llm_line(settings: Settings) -> str:

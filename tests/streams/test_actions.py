@@ -15,14 +15,18 @@ import pytest
 from streams.actions import (
     Dispatcher,
     Draft,
+    ReplyOutboxAdapter,
     WebhookAdapter,
     WorkQueueAdapter,
     enqueue_actions,
     enqueue_batch,
     retry_parked,
+    route_effects,
+    routes_without_effect,
 )
 from streams.breaker import BreakerBoard
 from tests.support.fake_servers import WebhookSink, make_decision
+from triage.labels import ROUTES
 from triage.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -45,7 +49,7 @@ async def enqueue(url: str, decision: Any, draft: Draft | None = DRAFT, **kw: An
 
 
 def dispatcher(url: str, hook_url: str | None, **kw: Any) -> Dispatcher:
-    adapters: list[Any] = [WorkQueueAdapter()]
+    adapters: list[Any] = [WorkQueueAdapter(), ReplyOutboxAdapter()]
     if hook_url:
         adapters.append(WebhookAdapter(hook_url, timeout_s=2))
     opts: dict[str, Any] = {"max_attempts": 4, "backoff_base_s": 0.05, "backoff_cap_s": 0.2}
@@ -116,6 +120,32 @@ def test_routes_map_to_adapters(db_url: str) -> None:
     over = run(enqueue(db_url, make_decision("D-1"), None, route="human_queue", reason="over budget"))
     assert over == ["D-1:human:work_queue"]
     assert actions(db_url)["D-1:human:work_queue"][5]["reason"] == "over budget"
+
+
+def test_every_route_has_an_effect_with_or_without_a_webhook() -> None:
+    for webhook in (True, False):
+        effects = route_effects(webhook)
+        assert set(effects) == set(ROUTES)
+        assert routes_without_effect(webhook) == [], effects
+    assert route_effects(False)["auto_resolve"] == ["reply_outbox"]
+    assert route_effects(True)["auto_resolve"] == ["webhook"]
+
+
+def test_without_a_webhook_a_reply_is_sent_once_through_the_reply_outbox(db_url: str) -> None:
+    async def enqueue_plain(decision: Any) -> list[str]:
+        async with await psycopg.AsyncConnection.connect(db_url) as conn, conn.transaction():
+            return await enqueue_actions(conn, decision, DRAFT, webhook=False)
+
+    assert run(enqueue_plain(make_decision("R-1", route="auto_resolve"))) == ["R-1:reply:reply_outbox"]
+    assert run(enqueue_plain(make_decision("R-1", route="auto_resolve"))) == []
+    drain(dispatcher(db_url, None), all_done(db_url))
+    assert actions(db_url)["R-1:reply:reply_outbox"][0] == "delivered"
+    with psycopg.connect(db_url) as conn:
+        conn.execute(REDO, ("reply_outbox",))  # redelivered after a crash: still one reply
+    drain(dispatcher(db_url, None), all_done(db_url))
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT ticket_id, kind, body, status FROM triage.replies").fetchall()
+    assert rows == [("R-1", "reply", DRAFT.text, "sent")]
 
 
 def test_retries_with_backoff_then_delivers(db_url: str) -> None:

@@ -23,6 +23,7 @@ acts as (
         ticket_id,
         count(*) as actions,
         count(*) filter (where action_status = 'delivered') as actions_delivered,
+        count(*) filter (where action_status = 'delivered' and action_kind = 'reply') as replies_delivered,
         count(*) filter (where action_status in ('failed', 'parked')) as actions_failed,
         count(*) filter (where action_status = 'pending') as actions_pending
     from {{ ref('stg_triage__actions') }}
@@ -40,6 +41,7 @@ select
     llm.llm_latency_ms,
     coalesce(acts.actions, 0) as actions,
     coalesce(acts.actions_delivered, 0) as actions_delivered,
+    coalesce(acts.replies_delivered, 0) as replies_delivered,
     coalesce(acts.actions_failed, 0) as actions_failed,
     coalesce(acts.actions_pending, 0) as actions_pending
 from decisions

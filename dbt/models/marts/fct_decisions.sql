@@ -32,10 +32,11 @@ select
     feedback.is_reviewed,
     feedback.is_overridden,
     feedback.label_intent,
-    -- Done with no person involved: auto-resolved, an action delivered, none failed, nobody overrode it.
+    -- Done with no person involved: auto-resolved, its reply delivered (by the webhook or the reply
+    -- outbox), no action failed, nobody overrode it.
     (
         decisions.route = 'auto_resolve'
-        and effects.actions_delivered > 0
+        and effects.replies_delivered > 0
         and effects.actions_failed = 0
         and not feedback.is_overridden
     ) as is_automated_completion,
@@ -46,6 +47,7 @@ select
     effects.cost_usd,
     effects.actions,
     effects.actions_delivered,
+    effects.replies_delivered,
     effects.actions_failed,
     decisions.e2e_latency_ms,
     decisions.inference_ms
