@@ -92,10 +92,11 @@ def _task_logs(api: AirflowAPI, dag_id: str, run_id: str) -> str:
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
     out = []
     for ti in api.get(path)["task_instances"]:
-        if ti["state"] in ("failed", "upstream_failed", "up_for_retry"):
-            log = api.get(f"{path}/{ti['task_id']}/logs/{max(1, ti['try_number'])}", full_content="true")
+        out.append(f"--- {ti['task_id']}: {ti['state']}")
+        if ti["state"] in ("failed", "up_for_retry") and ti["try_number"] > 0:
+            log = api.get(f"{path}/{ti['task_id']}/logs/{ti['try_number']}", full_content="true")
             lines = [c.get("event", "") if isinstance(c, dict) else str(c) for c in log["content"]]
-            out.append(f"--- {ti['task_id']} ({ti['state']}):\n" + "\n".join(lines[-60:]))
+            out.append("\n".join(lines[-60:]))
     return "\n".join(out)
 
 
@@ -115,8 +116,9 @@ def test_dags_are_created_unpaused_and_a_manual_run_of_each_succeeds(airflow) ->
     while time.monotonic() < deadline and len(states) < len(runs):
         for dag_id, run_id in runs.items():
             state = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
-            if state in ("success", "failed"):
+            if state in ("success", "failed") and dag_id not in states:
                 states[dag_id] = state
+                print(f"{dag_id}: {state} after {RUN_TIMEOUT_S - (deadline - time.monotonic()):.0f}s")
         time.sleep(3)
     problems = {d: states.get(d, "still running") for d in runs if states.get(d) != "success"}
     details = "\n".join(f"{d}: {s}\n{_task_logs(api, d, runs[d])}" for d, s in problems.items())
