@@ -184,8 +184,10 @@ def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) 
 
     best_f1, best_state, best_epoch, bad_epochs, step = -1.0, None, 0, 0, 0
     history: list[dict[str, Any]] = []
-    bar = tqdm(total=total, desc="train", unit="step", disable=not args.progress, file=sys.stderr,
-               dynamic_ncols=True, mininterval=1.0)
+    # A bar only on a terminal: into a log file (`triage up`'s .triage/logs) it would be hundreds of
+    # carriage-return frames on one line; the one line per epoch below is printed either way.
+    bar = tqdm(total=total, desc="train", unit="step", disable=not (args.progress and sys.stderr.isatty()),
+               file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
     stop_reason = "epochs"
     for epoch in range(1, args.epochs + 1):
         model.train()
