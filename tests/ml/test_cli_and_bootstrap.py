@@ -48,9 +48,12 @@ def test_train_register_evaluate_classify_and_models(env_db: str, sim_csv: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "m"
     rc = main(["train", "--data", str(sim_csv), "--ood-label", "out_of_scope", "--base", str(tiny_base), "-o", str(out),
-               "--epochs", "1", "--no-progress", "--register", "--lr-encoder", "1e-3", "--train-embeddings"])
+               "--epochs", "1", "--register", "--lr-encoder", "1e-3", "--train-embeddings"])
     assert rc == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["output"] == str(out)
+    trained = capsys.readouterr()
+    assert json.loads(trained.out.strip().splitlines()[-1])["output"] == str(out)
+    # Not a terminal (as under `triage up`, into a log file): one line per epoch, no progress-bar frames.
+    assert "\r" not in trained.err and "epoch 1: loss" in trained.out + trained.err
     assert registry.list_versions(env_db, "triage-classifier")[0].status == "candidate"
 
     assert main(["evaluate", "--model", str(out), "--data", str(sim_csv), "--ood-label", "out_of_scope"]) == 0
