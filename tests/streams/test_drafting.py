@@ -345,10 +345,17 @@ def test_drafting_worker_on_a_real_broker(db_url: str, broker: str, tmp_path: Pa
             wait_for(delivered, 90, f"drafts delivered to the webhook (log {tmp_path / 'd.log'})")
             status = json.loads(_get(f"http://127.0.0.1:{port}/drafting"))
             assert status["llm"]["model"] == "fake-model" and status["breakers"][0]["state"] == "closed"
-            metrics = _get(f"http://127.0.0.1:{port}/metrics")
+            # The webhook has the effects once the POSTs are answered; the dispatcher counts each delivery
+            # just after its answer arrives, so wait for the counter rather than read it at once.
+            delivered_line = 'triage_actions_total{adapter="webhook",outcome="delivered"} 3.0'
+
+            def counted() -> str | None:
+                page = _get(f"http://127.0.0.1:{port}/metrics")
+                return page if delivered_line in page else None
+
+            metrics = wait_for(counted, 15, "the delivery counter")
             assert 'triage_breaker_state{name="llm:llama.cpp:fake-model"} 0.0' in metrics
             assert 'triage_drafts_total{status="ok"} 3.0' in metrics
-            assert 'triage_actions_total{adapter="webhook",outcome="delivered"} 3.0' in metrics
             assert (
                 'triage_llm_tokens_total{direction="out"}' in metrics
                 and "triage_llm_cost_usd_total 0.0\n" not in metrics
