@@ -6,7 +6,8 @@ candidate beside the champion and promotes it only when live numbers say it is b
 (`lifecycle.canary`).
 
 1. `start_deployment`: a canary acting for `TRIAGE_CANARY_START_PERCENT` of tickets (sticky by ticket id),
-   or with `mode=shadow` (`TRIAGE_CANARY_MODE`) a shadow that only predicts. Idempotent.
+   or with `mode=shadow` (`TRIAGE_CANARY_MODE`) a shadow that only predicts. Idempotent. With no candidate
+   newer than the champion (a manual run with nothing to deploy) the run is skipped, saying so.
 2. `wait_for_verdict`: a sensor in **reschedule** mode (it frees its worker slot between checks, every
    `TRIAGE_CANARY_POKE_INTERVAL_S`). Each check compares the arms since the deployment (or its last ramp
    step) began: agreement with human labels, override rate, abstention rate, error rate, p95 inference
@@ -66,7 +67,7 @@ def _asset_version(triggering_asset_events: Any) -> int | None:
 def canary_promotion() -> None:
     @task
     def start_deployment(params: Any = None, triggering_asset_events: Any = None) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from lifecycle import canary
         from ml.registry import RegistryError
@@ -75,6 +76,9 @@ def canary_promotion() -> None:
         requested = (params or {}).get("version") or _asset_version(triggering_asset_events)
         try:
             version = canary.pick_candidate(settings, requested)
+        except canary.CanaryError as exc:  # no candidate newer than the champion: nothing to deploy
+            raise AirflowSkipException(f"nothing to deploy: {exc}") from None
+        try:
             dep = canary.start(settings, version, mode=(params or {}).get("mode"), changed_by=CHANGED_BY)
         except (RegistryError, canary.CanaryError) as exc:  # needs a person, not a retry
             raise AirflowFailException(str(exc)) from None
@@ -115,9 +119,12 @@ def canary_promotion() -> None:
         return state
 
     @teardown
-    def stop_if_unsupervised(started: dict[str, Any]) -> bool:
+    def stop_if_unsupervised(started: dict[str, Any] | None) -> bool:
         from lifecycle import canary
 
+        if not started:  # start_deployment skipped or failed: this run deployed nothing
+            print("nothing was deployed by this run; nothing to stop")
+            return False
         stopped = canary.stop_if_active(get_settings(), started["version"], changed_by=CHANGED_BY,
                                         reason="canary_promotion ended without a verdict; the candidate no longer acts")
         print("deployment ended: the run finished without a verdict" if stopped else "nothing left running")

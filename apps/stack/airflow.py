@@ -123,11 +123,13 @@ class AirflowAPI:
 
 
 def dags_line(dags: list[dict[str, Any]], expected: int) -> str:
-    """`scheduled: a (hourly), ...; on demand: ...; paused: ...` for the startup lines."""
+    """`scheduled: drift_report (every hour, 0 * * * *), ...; on demand: ...; paused: ...` for the startup lines."""
 
     def when(dag: dict[str, Any]) -> str:
-        summary, description = dag.get("timetable_summary") or "?", dag.get("timetable_description") or ""
-        return f"{dag['dag_id']} ({description}: {summary})" if description else f"{dag['dag_id']} ({summary})"
+        summary, description = str(dag.get("timetable_summary")), str(dag.get("timetable_description") or "")
+        text = description[:1].lower() + description[1:] if description else summary
+        return f"{dag['dag_id']} ({text}, {summary})" if description and len(summary.split()) == 5 else (
+            f"{dag['dag_id']} ({text})")
 
     active = [d for d in dags if not d["is_paused"]]
     scheduled = [when(d) for d in active if d.get("timetable_summary") not in (None, "None")]
@@ -135,7 +137,8 @@ def dags_line(dags: list[dict[str, Any]], expected: int) -> str:
     paused = [d["dag_id"] for d in dags if d["is_paused"]]
     line = f"scheduled: {', '.join(scheduled) or 'none'}; on demand: {', '.join(manual) or 'none'}; "
     line += f"paused: {', '.join(paused) or 'none'}"
-    return line + (f" (only {len(dags)} of {expected} DAGs parsed yet)" if len(dags) < expected else "")
+    return line + (f" (only {len(dags)} of {expected} DAGs parsed: see Import errors in the UI)"
+                   if len(dags) < expected else "")
 
 
 class EmbeddedAirflow:
@@ -174,7 +177,7 @@ class EmbeddedAirflow:
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION). A DAG someone pauses afterwards stays paused."""
         want, deadline = self.expected_dags(), time.monotonic() + timeout
         dags = api.triage_dags()
-        while len(dags) < want and time.monotonic() < deadline:
+        while len(dags) + api.get("/api/v2/importErrors")["total_entries"] < want and time.monotonic() < deadline:
             time.sleep(2.0)
             dags = api.triage_dags()
         mark = airflow_home(self.settings) / UNPAUSED_MARK

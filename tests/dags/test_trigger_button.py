@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from apps.stack.airflow import AirflowAPI, EmbeddedAirflow
+from apps.stack.airflow import UNPAUSED_MARK, AirflowAPI, EmbeddedAirflow, airflow_home, dags_line
 from apps.stack.postgres import EmbeddedPostgres
 from apps.stack.procs import free_port, stop_group
 from tests.support.lifecycle import settings_for
@@ -87,6 +87,14 @@ def airflow(pg_server: EmbeddedPostgres, tiny_model: Path,
             stop_group(flow.proc.pid)
 
 
+def _log_line(entry: Any) -> str:
+    """One structured log entry as text, with the exception when it carries one."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    errors = [f"{e.get('exc_type')}: {e.get('exc_value')}" for e in entry.get("error_detail") or []]
+    return " | ".join([str(entry.get("event", "")), *errors])
+
+
 def _task_logs(api: AirflowAPI, dag_id: str, run_id: str) -> str:
     """Each failed task's log, through the API as the UI reads it."""
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
@@ -95,8 +103,7 @@ def _task_logs(api: AirflowAPI, dag_id: str, run_id: str) -> str:
         out.append(f"--- {ti['task_id']}: {ti['state']}")
         if ti["state"] in ("failed", "up_for_retry") and ti["try_number"] > 0:
             log = api.get(f"{path}/{ti['task_id']}/logs/{ti['try_number']}", full_content="true")
-            lines = [c.get("event", "") if isinstance(c, dict) else str(c) for c in log["content"]]
-            out.append("\n".join(lines[-60:]))
+            out += [_log_line(c) for c in log["content"]][-60:]
     return "\n".join(out)
 
 
@@ -105,6 +112,9 @@ def test_dags_are_created_unpaused_and_a_manual_run_of_each_succeeds(airflow) ->
     dags = {d["dag_id"]: d for d in flow.settle_dags(api, timeout=240)}
     assert len(dags) == flow.expected_dags(), f"parsed only {sorted(dags)}"
     assert not [d for d, v in dags.items() if v["is_paused"]], "DAGs were created paused"
+    line = dags_line(list(dags.values()), flow.expected_dags())
+    print(f"  dags       {line}")
+    assert "drift_report (" in line and "on demand: rollback_model" in line and line.endswith("paused: none")
 
     runs = {}
     for dag_id in sorted(set(dags) - SKIP):
@@ -123,3 +133,15 @@ def test_dags_are_created_unpaused_and_a_manual_run_of_each_succeeds(airflow) ->
     problems = {d: states.get(d, "still running") for d in runs if states.get(d) != "success"}
     details = "\n".join(f"{d}: {s}\n{_task_logs(api, d, runs[d])}" for d, s in problems.items())
     assert not problems, details
+
+
+def test_paused_dags_of_an_older_stack_are_unpaused_once(airflow) -> None:
+    api, flow = airflow
+    mark = airflow_home(flow.settings) / UNPAUSED_MARK
+    assert mark.is_file()
+    api.patch("/api/v2/dags/metrics_rollup", {"is_paused": True})
+    mark.unlink()  # as on a stack created before Triage unpaused its DAGs
+    assert not {d["dag_id"]: d["is_paused"] for d in flow.settle_dags(api)}["metrics_rollup"]
+    assert mark.is_file()
+    api.patch("/api/v2/dags/metrics_rollup", {"is_paused": True})  # an operator's pause is kept from now on
+    assert {d["dag_id"]: d["is_paused"] for d in flow.settle_dags(api)}["metrics_rollup"]
