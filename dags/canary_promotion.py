@@ -11,7 +11,8 @@ candidate beside the champion and promotes it only when live numbers say it is b
 2. `wait_for_verdict`: a sensor in **reschedule** mode (it frees its worker slot between checks, every
    `TRIAGE_CANARY_POKE_INTERVAL_S`). Each check compares the arms since the deployment (or its last ramp
    step) began: agreement with human labels, override rate, abstention rate, error rate, p95 inference
-   latency, with two-proportion z-tests at `TRIAGE_CANARY_ALPHA`. It waits until each arm has
+   latency, with anytime-valid mSPRT tests (lifecycle/sequential.py) at `TRIAGE_CANARY_ALPHA`, valid however
+   often the sensor looks. It waits until each arm has
    `TRIAGE_CANARY_MIN_FEEDBACK` labelled decisions; ramps through `TRIAGE_CANARY_RAMP_STEPS` when the
    candidate is significantly better (in place: same deployment, a new step whose evidence starts
    afresh); finishes on promote or roll back (worse, slower, erroring, or no verdict within

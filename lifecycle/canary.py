@@ -7,24 +7,30 @@ feedback; a confirmation keeps the decision's label; abstaining on an out-of-sco
 override rate (as the dbt marts define it: a reviewer changed the intent, urgency or route, rerouted,
 or escalated a ticket the policy had not; in shadow mode, for both models: the human label differs
 from the model's), abstention rate, error rate (the model gave no prediction while the other one
-did) and, in canary mode, p95 inference latency. Proportions are compared with a two-proportion z-test
-(one-sided at `alpha` in each direction).
+did) and, in canary mode, p95 inference latency.
+
+The sensor looks every few minutes and acts on the first significant look, so proportions are
+compared with an anytime-valid test (`lifecycle.sequential`: a one-sided mixture SPRT in each
+direction, computed on the window's cumulative counts at each look, rejecting when the likelihood
+ratio reaches 1/alpha); its false-positive rate holds at `alpha` however often it is checked, where
+a repeated z-test's does not (`make bench-canary` measures both).
 
 CanaryDecision, in order: roll back when the challenger's error rate is significantly higher, its p95
 latency exceeds the champion's by more than the tolerance, or (once each arm has `min_feedback`
 labelled decisions) its agreement is significantly lower or its override rate significantly
 higher; promote (or ramp to the next step first) when its agreement is significantly higher;
-otherwise wait, and roll back at the timeout. Each step's numbers are written to the registry.
+otherwise wait, and roll back at the timeout. Each step's numbers (the test, tau, alpha, each
+metric's log-likelihood ratios, always-valid p-values and sample sizes) are written to the registry.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from lifecycle.sequential import DEFAULT_TAU, MixtureSPRT, msprt_two_proportions, threshold
 from ml import registry
 from triage import db
 from triage.errors import TriageError
@@ -138,46 +144,15 @@ class ArmStats:
 
 
 @dataclass(frozen=True)
-class ZTest:
-    """Two-proportion z-test of p2 - p1 (pooled variance); one-sided p-values in each direction."""
-
-    p1: float
-    p2: float
-    n1: int
-    n2: int
-    z: float
-    p_greater: float
-    p_less: float
-
-    @property
-    def diff(self) -> float:
-        return self.p2 - self.p1
-
-
-def _norm_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
-
-
-def two_proportion_ztest(x1: int, n1: int, x2: int, n2: int) -> ZTest:
-    """Is x2/n2 greater (p_greater) or less (p_less) than x1/n1? Both counts need n >= 1."""
-    if n1 <= 0 or n2 <= 0:
-        raise ValueError(f"two-proportion test needs both samples non-empty (got n1={n1}, n2={n2})")
-    if not (0 <= x1 <= n1 and 0 <= x2 <= n2):
-        raise ValueError(f"successes must lie within their samples (got {x1}/{n1}, {x2}/{n2})")
-    p1, p2 = x1 / n1, x2 / n2
-    pooled = (x1 + x2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    z = (p2 - p1) / se if se else 0.0  # se is 0 only when both samples are all successes or all failures
-    return ZTest(p1=p1, p2=p2, n1=n1, n2=n2, z=z, p_greater=_norm_sf(z), p_less=_norm_sf(-z))
-
-
-@dataclass(frozen=True)
 class CanaryThresholds:
+    """The verdict's limits; `alpha` and `tau` parametrise the mSPRT (`lifecycle.sequential`)."""
+
     min_feedback: int = 200
     alpha: float = 0.05
     latency_tolerance: float = 0.10
     timeout: timedelta = timedelta(hours=72)
     ramp: tuple[float, ...] = ()
+    tau: float = DEFAULT_TAU
 
     @classmethod
     def from_settings(cls, s: Settings) -> CanaryThresholds:
@@ -202,39 +177,47 @@ class CanaryDecision:
                    numbers=d.get("numbers") or {})
 
 
-def _test(champion: ArmStats, challenger: ArmStats, x: str, n: str) -> ZTest | None:
-    n1, n2 = getattr(champion, n), getattr(challenger, n)
-    if not n1 or not n2:
-        return None
-    return two_proportion_ztest(getattr(champion, x), n1, getattr(challenger, x), n2)
+def _test(champion: ArmStats, challenger: ArmStats, x: str, n: str, tau: float) -> MixtureSPRT:
+    return msprt_two_proportions(getattr(champion, x), getattr(champion, n), getattr(challenger, x),
+                                 getattr(challenger, n), tau=tau)
+
+
+def _record_of(t: MixtureSPRT) -> dict[str, Any]:
+    return {"diff": round(t.diff, 4), "n_champion": t.n1, "n_challenger": t.n2,
+            "llr_greater": round(t.llr_greater, 4), "llr_less": round(t.llr_less, 4),
+            "p_greater": round(t.p_greater, 5), "p_less": round(t.p_less, 5)}
+
+
+def _evidence(t: MixtureSPRT, llr: float, p: float, alpha: float) -> str:
+    return f"mSPRT log LR {llr:.2f} >= {threshold(alpha):.2f}, always-valid p={p:.4f} <= {alpha}, n={t.n2}/{t.n1}"
 
 
 def decide(champion: ArmStats, challenger: ArmStats, *, thresholds: CanaryThresholds, elapsed: timedelta,
            percent: float, mode: str = "canary") -> CanaryDecision:
-    """The verdict on one comparison; pure."""
-    tests = {"agreement": _test(champion, challenger, "agree", "judged"),
-             "override_rate": _test(champion, challenger, "overrides", "labelled"),
-             "abstention_rate": _test(champion, challenger, "abstained", "decisions"),
-             "error_rate": _test(champion, challenger, "errors", "decisions")}
+    """The verdict on one comparison of the window's cumulative counts; pure, and valid at every look."""
+    tau, alpha = thresholds.tau, thresholds.alpha
+    bound = threshold(alpha)  # log(1/alpha): reject at the first look whose log-likelihood ratio reaches it
+    tests = {"agreement": _test(champion, challenger, "agree", "judged", tau),
+             "override_rate": _test(champion, challenger, "overrides", "labelled", tau),
+             "abstention_rate": _test(champion, challenger, "abstained", "decisions", tau),
+             "error_rate": _test(champion, challenger, "errors", "decisions", tau)}
     numbers: dict[str, Any] = {
         "mode": mode, "percent": percent, "elapsed_s": round(elapsed.total_seconds()),
         "champion": champion.numbers(), "challenger": challenger.numbers(),
-        "tests": {k: None if t is None else {"diff": round(t.diff, 4), "z": round(t.z, 3),
-                                             "p_greater": round(t.p_greater, 5), "p_less": round(t.p_less, 5)}
-                  for k, t in tests.items()},
-        "thresholds": {"min_feedback": thresholds.min_feedback, "alpha": thresholds.alpha,
+        "test": "mSPRT", "tau": tau, "alpha": alpha, "llr_threshold": round(bound, 4),
+        "tests": {k: _record_of(t) for k, t in tests.items()},
+        "thresholds": {"min_feedback": thresholds.min_feedback, "alpha": alpha, "tau": tau,
                    "latency_tolerance": thresholds.latency_tolerance, "timeout_s": thresholds.timeout.total_seconds(),
                    "ramp": list(thresholds.ramp)},
     }
-    alpha = thresholds.alpha
 
     def verdict(action: Action, reason: str, next_percent: float | None = None) -> CanaryDecision:
         return CanaryDecision(action, reason, next_percent, numbers)
 
     err = tests["error_rate"]
-    if err is not None and err.p_greater < alpha and challenger.errors > 0:
+    if err.llr_greater >= bound and challenger.errors > 0:
         return verdict("rollback", f"challenger error rate {err.p2:.2%} vs champion {err.p1:.2%} "
-                                   f"(z={err.z:.2f}, p={err.p_greater:.4f} < {alpha})")
+                                   f"({_evidence(err, err.llr_greater, err.p_greater, alpha)})")
     enough_latency = min(champion.decisions, challenger.decisions) >= thresholds.min_feedback
     latency_ok = True
     if champion.p95_latency_ms is not None and challenger.p95_latency_ms is not None and enough_latency:
@@ -255,27 +238,27 @@ def decide(champion: ArmStats, challenger: ArmStats, *, thresholds: CanaryThresh
             return verdict("rollback", f"timed out after {elapsed} waiting for feedback: {msg}")
         return verdict("wait", msg)
     agr, ovr = tests["agreement"], tests["override_rate"]
-    assert agr is not None
-    if agr.p_less < alpha:
+    if agr.llr_less >= bound:
         return verdict("rollback", f"challenger agrees with humans less: {agr.p2:.2%} vs {agr.p1:.2%} "
-                                   f"(z={agr.z:.2f}, p={agr.p_less:.4f} < {alpha}, n={agr.n2}/{agr.n1})")
-    if ovr is not None and ovr.p_greater < alpha:
+                                   f"({_evidence(agr, agr.llr_less, agr.p_less, alpha)})")
+    if ovr.llr_greater >= bound:
         return verdict("rollback", f"challenger is overridden more: {ovr.p2:.2%} vs {ovr.p1:.2%} "
-                                   f"(z={ovr.z:.2f}, p={ovr.p_greater:.4f} < {alpha})")
-    if agr.p_greater < alpha and latency_ok:
+                                   f"({_evidence(ovr, ovr.llr_greater, ovr.p_greater, alpha)})")
+    better = agr.llr_greater >= bound
+    if better and latency_ok:
         evidence = (f"challenger agrees with humans more: {agr.p2:.2%} vs {agr.p1:.2%} "
-                    f"(z={agr.z:.2f}, p={agr.p_greater:.4f} < {alpha}, n={agr.n2}/{agr.n1})")
+                    f"({_evidence(agr, agr.llr_greater, agr.p_greater, alpha)})")
         if challenger.p95_latency_ms is not None and champion.p95_latency_ms is not None:
             evidence += (f", p95 latency {challenger.p95_latency_ms:.1f} vs {champion.p95_latency_ms:.1f} ms")
         nxt = next((p for p in thresholds.ramp if p > percent), None) if mode == "canary" else None
         if nxt is not None:
             return verdict("ramp", f"{evidence}; ramping from {percent:g}% to {nxt:g}%", nxt)
         return verdict("promote", evidence)
-    if agr.p_greater < alpha:
+    if better:
         return verdict("wait", f"challenger agrees with humans more ({agr.p2:.2%} vs {agr.p1:.2%}) but its p95 "
                                "latency is not measured on enough decisions yet")
-    msg = (f"no significant difference yet: agreement {agr.p2:.2%} vs {agr.p1:.2%} (p={agr.p_greater:.4f} "
-           f"for better, {agr.p_less:.4f} for worse, alpha {alpha})")
+    msg = (f"no significant difference yet: agreement {agr.p2:.2%} vs {agr.p1:.2%} (mSPRT always-valid "
+           f"p={agr.p_greater:.4f} for better, {agr.p_less:.4f} for worse, alpha {alpha})")
     if timed_out:
         return verdict("rollback", f"timed out after {elapsed} without showing the challenger better: {msg}")
     return verdict("wait", msg)

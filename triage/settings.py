@@ -214,7 +214,7 @@ class Settings(BaseModel):
         200, ge=10, description="Labelled decisions each arm needs before the arms are compared"
     )
     canary_alpha: float = Field(
-        0.05, gt=0, lt=0.5, description="Significance level of the two-proportion tests of a canary"
+        0.05, gt=0, lt=0.5, description="Significance level of the canary's anytime-valid (mSPRT) tests"
     )
     canary_latency_tolerance: float = Field(
         0.10, ge=0, description="Largest relative p95 inference latency increase a canary may show"

@@ -1,8 +1,7 @@
-"""Canary comparison: the z-test, the verdict rules, the live numbers per arm, and the registry steps."""
+"""Canary comparison: the verdict rules (on the mSPRT of lifecycle.sequential), live numbers per arm, registry steps."""
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from lifecycle import canary
-from lifecycle.canary import ArmStats, CanaryThresholds, decide, two_proportion_ztest
+from lifecycle.canary import ArmStats, CanaryThresholds, decide
 from ml import registry
 from tests.support.lifecycle import MODEL, seed_arms, seed_decisions, settings_for
 from triage import db
@@ -24,34 +23,6 @@ def arm(arm: str, version: int, n: int, agree: int, *, overrides: int | None = N
     return ArmStats(arm=arm, version=version, decisions=n, labelled=n, judged=n, agree=agree,
                     overrides=n - agree if overrides is None else overrides, abstained=abstained, errors=errors,
                     p95_latency_ms=p95)
-
-
-# ---- the z-test -------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("x1", "n1", "x2", "n2"), [(50, 100, 65, 100), (300, 400, 280, 400), (7, 30, 9, 41)])
-def test_ztest_matches_statsmodels(x1: int, n1: int, x2: int, n2: int) -> None:
-    from statsmodels.stats.proportion import proportions_ztest
-
-    t = two_proportion_ztest(x1, n1, x2, n2)
-    z_ref, p_larger = proportions_ztest([x2, x1], [n2, n1], alternative="larger")
-    _, p_smaller = proportions_ztest([x2, x1], [n2, n1], alternative="smaller")
-    assert t.z == pytest.approx(z_ref, rel=1e-9)
-    assert t.p_greater == pytest.approx(p_larger, rel=1e-9)
-    assert t.p_less == pytest.approx(p_smaller, rel=1e-9)
-    assert t.diff == pytest.approx(x2 / n2 - x1 / n1)
-
-
-def test_ztest_known_value_and_degenerate_samples() -> None:
-    t = two_proportion_ztest(50, 100, 65, 100)  # pooled 0.575: se = sqrt(.575 * .425 * .02)
-    assert t.z == pytest.approx(0.15 / math.sqrt(0.575 * 0.425 * 0.02))
-    assert t.z == pytest.approx(2.1456, abs=1e-4) and t.p_greater == pytest.approx(0.01595, abs=1e-5)
-    same = two_proportion_ztest(10, 10, 20, 20)
-    assert same.z == 0.0 and same.p_greater == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="non-empty"):
-        two_proportion_ztest(0, 0, 1, 2)
-    with pytest.raises(ValueError, match="within their samples"):
-        two_proportion_ztest(5, 4, 1, 2)
 
 
 # ---- the verdict ------------------------------------------------------------------------------------------------
@@ -70,8 +41,28 @@ def test_promotes_when_significantly_better_and_not_slower() -> None:
                percent=5)
     assert v.action == "promote", v.reason
     assert "80.00% vs 70.00%" in v.reason
-    assert v.numbers["tests"]["agreement"]["p_greater"] < 0.05
+    assert "mSPRT log LR 3.92 >= 3.00, always-valid p=0.0198 <= 0.05, n=400/400" in v.reason
     assert v.numbers["challenger"]["agreement"] == 0.8 and v.numbers["champion"]["override_rate"] == 0.3
+    assert (v.numbers["test"], v.numbers["tau"], v.numbers["alpha"]) == ("mSPRT", 0.05, 0.05)
+    agreement = v.numbers["tests"]["agreement"]
+    assert agreement["p_greater"] < 0.05 and agreement["llr_greater"] >= v.numbers["llr_threshold"]
+    assert agreement["p_less"] == 1.0 and (agreement["n_champion"], agreement["n_challenger"]) == (400, 400)
+    assert set(v.numbers["tests"]) == {"agreement", "override_rate", "abstention_rate", "error_rate"}
+
+
+def test_a_difference_a_fixed_horizon_z_test_would_call_is_not_yet_evidence() -> None:
+    # 80 % vs 72 % of 400 each: z = 2.65 (p = 0.004), significant at one look; the mixture asks for more
+    # because the sensor looks again and again, and promotes once the same rates hold on 800 labels.
+    champ, chal = arm("champion", 1, 400, 288), arm("canary", 2, 400, 320)
+    v = decide(champ, chal, thresholds=LIMITS, elapsed=timedelta(hours=5), percent=5)
+    assert v.action == "wait" and "no significant difference yet" in v.reason
+    assert 0.05 < v.numbers["tests"]["agreement"]["p_greater"] < 0.2
+    later = decide(arm("champion", 1, 800, 576), arm("canary", 2, 800, 640), thresholds=LIMITS,
+                   elapsed=timedelta(hours=10), percent=5)
+    assert later.action == "promote", later.reason
+    wide = CanaryThresholds(min_feedback=100, tau=0.2)  # tuned to larger effects: 8 points on 400 is too small
+    tuned = decide(champ, chal, thresholds=wide, elapsed=timedelta(hours=5), percent=5)
+    assert tuned.action == "wait" and tuned.numbers["tau"] == 0.2
 
 
 def test_rolls_back_when_significantly_worse() -> None:
@@ -259,7 +250,9 @@ def test_step_promotes_or_rolls_back_and_records_the_numbers(db_url: str, tmp_pa
     assert [e["details"]["step"] for e in ev] == ["start", "promote" if outcome == "promoted" else "rollback"]
     numbers = ev[-1]["details"]
     assert numbers["challenger"]["judged"] == 200 and numbers["champion"]["judged"] == 200
-    assert numbers["tests"]["agreement"]["z"] == pytest.approx(verdict.numbers["tests"]["agreement"]["z"])
+    assert numbers["test"] == "mSPRT" and numbers["tests"]["agreement"]["n_challenger"] == 200
+    assert numbers["tests"]["agreement"]["llr_greater"] == pytest.approx(
+        verdict.numbers["tests"]["agreement"]["llr_greater"])
     assert dep_row["status"] == outcome and dep_row["reason"] == verdict.reason
     assert canary.step(settings, now=now, changed_by="test") == ("none", None)
 
