@@ -106,10 +106,22 @@ def check_freshness(url: str | None = None, target_path: Path | None = None) -> 
     return run_dbt(["source", "freshness"], url=url, target_path=target_path)
 
 
+# Any stable 64-bit number: one `dbt build` at a time per database. Two builds replacing the same views
+# (a scheduled and a manual metrics_rollup, or the CLI beside the DAG) deadlock in PostgreSQL.
+BUILD_LOCK = 7_341_220_018
+
+
 def build(url: str | None = None, target_path: Path | None = None, select: str | None = None) -> DbtResult:
-    """`dbt build`: every model, data test and unit test, in dependency order."""
+    """`dbt build`: every model, data test and unit test, in dependency order; one build at a time."""
+    from triage import db
+
     args = ["build"] + (["--select", select] if select else [])
-    return run_dbt(args, url=url, target_path=target_path)
+    with db.connect(url or get_settings().db_url(), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK,))
+        try:
+            return run_dbt(args, url=url, target_path=target_path)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK,))
 
 
 def docs_generate(url: str | None = None, target_path: Path | None = None) -> DbtResult:

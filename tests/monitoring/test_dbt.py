@@ -133,3 +133,22 @@ def test_stale_sources_fail_the_freshness_check_by_name(marts_db) -> None:
     url, target, _ = marts_db  # its newest decision is months before the clock
     with pytest.raises(rollup.RollupError, match=r"source\.triage\.triage\.decisions \(error\)"):
         rollup.check_freshness(url, target_path=target)
+
+
+def test_a_second_build_waits_for_the_first(marts_db) -> None:
+    """Two builds replacing the same views deadlock in PostgreSQL: the build lock makes the second wait."""
+    import threading
+
+    url, target, _ = marts_db
+    done = threading.Event()
+    with db.connect(url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (rollup.BUILD_LOCK,))  # as a build in progress would
+        worker = threading.Thread(target=lambda: (rollup.build(url, target_path=target, select="stg_triage__actions"),
+                                                  done.set()))
+        worker.start()
+        try:
+            assert not done.wait(3.0), "the build ran while another one held the build lock"
+        finally:
+            holder.execute("SELECT pg_advisory_unlock(%s)", (rollup.BUILD_LOCK,))
+    worker.join(120)
+    assert done.is_set(), "the build did not run once the lock was released"
