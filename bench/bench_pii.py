@@ -1,9 +1,13 @@
-"""PII gate benchmark: recall and precision per type on generated tickets with planted PII and decoys.
+"""PII gate benchmark: recall, precision and F2 per kind, first on tickets the detector was not written against.
 
-Tickets come from the simulator (which plants e-mails, phones, cards and IBANs) plus sentences of our
-own in varied formats for every type, and decoys that must stay untouched (amounts, dates, ids,
-checksum-invalid cards and IBANs, invalid SSN ranges). Writes `bench/results/pii.json`, prints a
-table, and exits 1 when any type has recall < 99 % or precision < 95 %, or a planted value leaks.
+1. Independent: the hand-labelled tickets of tests/data/pii/ (`dev` for tuning, `test` held out), written
+   for the purpose without reading the detector: names, addresses, postcodes, dates of birth, bank
+   accounts, documents, IPs, URLs and the structured kinds, plus business facts that must survive.
+   Bars (issue 18): recall >= 98 % over all kinds and >= 90 % per kind, facts kept >= 95 %.
+2. Generated (the easier line): simulator tickets plus planted values of the structured kinds in our own
+   formats, and decoys (amounts, dates, ids, checksum-invalid look-alikes). Bars: recall 99 %, precision 95 %.
+
+Writes `bench/results/pii.json`, prints both tables, exits 1 when a bar is missed or a value leaks.
 
     .venv/bin/python bench/bench_pii.py [--tickets 2000] [--seed 0]
 """
@@ -24,8 +28,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apps.simulator import TicketGenerator
+from tests.support import pii_labelled
 from tests.support.pii_corpus import PRECISION_MIN, RECALL_MIN, CorpusTicket, build_corpus, score
-from triage.pii import mask
+from triage.pii import mask, mask_many
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pii.json"
 
@@ -63,7 +68,18 @@ def timing(corpus: list[CorpusTicket], seed: int) -> dict[str, float]:
             "mask_500_chars_dense_us_p99": p(dense, 99),
             "mask_500_chars_sim_us_mean": round(statistics.mean(plain), 1),
             "mask_500_chars_sim_us_p99": p(plain, 99),
-            "method": "fastest of 5 runs per text, time.perf_counter"}  # type: ignore[dict-item]
+            "mask_many_batch32_sim_us_per_ticket": _batch_time([t.text for t in TicketGenerator(seed=seed + 2).stream(
+                1024)]),
+            "method": "fastest of 5 runs per text, time.perf_counter; batches: total time / tickets"}  # type: ignore[dict-item]
+
+
+def _batch_time(texts: list[str], size: int = 32) -> float:
+    """Microseconds per ticket of `mask_many` on batches of `size` (how the stream worker masks)."""
+    mask_many(texts[:size])  # load the name model first
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), size):
+        mask_many(texts[i : i + size])
+    return round((time.perf_counter() - t0) * 1e6 / len(texts), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,23 +88,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    independent = {split: pii_labelled.score(pii_labelled.load(split)) for split in ("dev", "test")}
     corpus = build_corpus(args.tickets, args.seed)
     result = score(corpus)
     times = timing(corpus, args.seed)
     types = result["types"]
     assert isinstance(types, dict)
-    passed = all(v["passed"] for v in types.values()) and result["leaks"] == 0 and result["roundtrip_failures"] == 0
+    generated_passed = (all(v["passed"] for v in types.values()) and result["leaks"] == 0
+                        and result["roundtrip_failures"] == 0)
+    passed = independent["test"]["passed"] and generated_passed
     report = {
         "benchmark": "pii", "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seed": args.seed, "tickets": len(corpus), "planted": sum(len(t.planted) for t in corpus),
         "decoys": sum(len(t.decoys) for t in corpus),
         "python": platform.python_version(), "platform": platform.platform(), "cores": os.cpu_count(),
-        "thresholds": {"recall": RECALL_MIN, "precision": PRECISION_MIN}, "timing": times, **result,
-        "passed": passed,
+        "independent": {"source": "tests/data/pii (hand-labelled; see its README)",
+                        "thresholds": {"recall_all": pii_labelled.RECALL_ALL_MIN,
+                                       "recall_each_kind": pii_labelled.RECALL_KIND_MIN,
+                                       "facts_kept": pii_labelled.KEEP_MIN}, **independent},
+        "generated": {"thresholds": {"recall": RECALL_MIN, "precision": PRECISION_MIN}, **result,
+                      "passed": generated_passed},
+        "timing": times, "passed": passed,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"PII gate: {len(corpus)} tickets, {report['planted']} planted values, {report['decoys']} decoys, "
+    for split, r in independent.items():
+        print(f"Independent corpus, {split} split: {r['tickets']} tickets, {r['planted']} planted values, "
+              f"{r['facts']} business facts")
+        print(f"{'kind':<16}{'planted':>8}{'missed':>8}{'recall':>9}{'found':>7}{'false+':>8}{'precision':>11}{'F2':>8}")
+        for k, c in r["kinds"].items():
+            rec = "" if c["recall"] is None else f"{c['recall']:.1%}"
+            pre = "" if c["precision"] is None else f"{c['precision']:.1%}"
+            f2 = "" if c["f2"] is None else f"{c['f2']:.3f}"
+            print(f"{k:<16}{c['planted']:>8}{c['planted'] - c['caught']:>8}{rec:>9}{c['found']:>7}"
+                  f"{c['found'] - c['true_pos']:>8}{pre:>11}{f2:>8}")
+        print(f"{'all kinds':<16}{r['planted']:>8}{'':>8}{r['recall']:>9.1%}{r['found']:>7}{'':>8}"
+              f"{r['precision']:>11.1%}{r['f2']:>8.3f}   facts kept {r['facts_kept']:.1%}"
+              f"{'' if r['passed'] else '  FAIL'}")
+    print(f"Generated corpus: {len(corpus)} tickets, {report['planted']} planted values, {report['decoys']} decoys, "
           f"seed {args.seed}, Python {report['python']}, {report['cores']} cores")
     print(f"{'type':<8}{'planted':>9}{'missed':>8}{'found':>7}{'false+':>8}{'recall':>9}{'precision':>11}{'exact':>8}")
     for t, v in types.items():
@@ -103,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(simulator traffic), {times['mask_500_chars_dense_us_mean']} us (this PII-dense corpus)")
     print(f"wrote {args.out}")
     if not passed:
-        print("FAILED: a type is below recall 99 % / precision 95 %, or a value leaked", file=sys.stderr)
+        print("FAILED: the independent test split misses a bar (recall 98 % / 90 % per kind, facts 95 %), or a "
+              "generated type is below recall 99 % / precision 95 %, or a value leaked", file=sys.stderr)
     return 0 if passed else 1
 
 

@@ -13,7 +13,8 @@ and measures, in one run on this machine:
   each ticket with `time.time()`, Postgres stamps each decision row's commit (`track_commit_timestamp`);
 - a naive agent (`bench/naive_agent.py`, ops environment): one message at a time, the fp32 PyTorch model,
   one transaction per row;
-- the worker's peak resident memory (VmHWM), the cores and library versions.
+- the worker's peak resident memory (VmHWM), the cores and library versions;
+- with --compare-pii-names, a second drain with the PII gate's name model off: its cost, in the same run.
 
     .venv-stream/bin/python bench/bench_stream.py [--model DIR] [--backlog N] [--phase-seconds S]
 
@@ -247,6 +248,34 @@ async def latency_phase(bootstrap: str, url: str, rate: float, seconds: float, s
             "max_ms": round(lat[-1], 1) if lat else 0.0}
 
 
+def drain_without_names(args: argparse.Namespace, bootstrap: str, pg: EmbeddedPostgres, model: Path, work: Path,
+                        env: dict[str, str], with_names: float) -> dict[str, Any]:
+    """The same drain with the PII gate's name model off (TRIAGE_PII_NAMES=false), right after the first:
+    what masking person names costs the worker, measured in this run. A second database; the worker's
+    consumer group resumes after the first backlog, so it reads only the second."""
+    from ml import registry
+
+    db.ensure_database(pg.url(), "no_names")
+    url = pg.url("no_names")
+    db.migrate(url)
+    registry.register(url, model, name=MODEL_NAME, status="champion", changed_by="bench",
+                      reason="bench-stream, no names", models_dir=work / "store-no-names")
+    asyncio.run(produce_backlog(bootstrap, messages(args.backlog, seed=3)))
+    say(f"the same drain with person names off (TRIAGE_PII_NAMES=false); backlog {args.backlog}")
+    proc = spawn([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"], work / "worker-no-names.log",
+                 env={**env, "DATABASE_URL": url, "TRIAGE_PII_NAMES": "false"}, cwd=ROOT)
+    try:
+        wait_count(url, args.backlog, timeout=600)
+        rates = drain_rates(url, args.warmup)
+    finally:
+        stop_group(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    say(f"  {rates['sustained']:.0f} decisions/s without names, {with_names:.0f}/s with them")
+    return {"with_names_per_s": with_names, "without_names_per_s": rates["sustained"],
+            "ratio": round(with_names / rates["sustained"], 3) if rates["sustained"] else None,
+            "drain_without_names": rates}
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -283,6 +312,8 @@ def main() -> int:
     parser.add_argument("--phase-seconds", type=float, default=12.0, help="seconds per latency phase")
     parser.add_argument("--naive-seconds", type=float, default=20.0, help="time cap of the naive baseline")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stream.json")
+    parser.add_argument("--compare-pii-names", action="store_true",
+                        help="also drain a second backlog with the PII name model off, to measure its cost")
     args = parser.parse_args()
     settings = get_settings()
     threads = settings.serving_threads
@@ -361,6 +392,8 @@ def main() -> int:
             result["worker_peak_rss_mib"] = round(peak_rss_mib(worker_proc.pid), 1)
             stop_group(worker_proc.pid, signal.SIGTERM)
             result["worker_exit_code"] = worker_proc.wait(timeout=10)
+            if args.compare_pii_names:
+                result["pii_gate_cost"] = drain_without_names(args, broker.bootstrap, pg, model, work, env, e2e)
             # Background load on a shared machine drifts: measure serving again now; the reference is the
             # mean of the two measurements of the better shape (all four are reported).
             say("isolated serving throughput again, after the worker stopped")

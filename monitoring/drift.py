@@ -100,11 +100,11 @@ class DriftResult:
         return out
 
 
-def scrub(text: str) -> str:
-    """Text as the drift check compares it: PII masked, placeholders removed, lower case, single spaces."""
-    from triage.pii import mask
+def scrub(texts: list[str]) -> list[str]:
+    """Texts as the drift check compares them: PII masked, placeholders removed, lower case, single spaces."""
+    from triage.pii import mask_many
 
-    return " ".join(_PLACEHOLDER.sub(" ", mask(text).text).lower().split())
+    return [" ".join(_PLACEHOLDER.sub(" ", r.text).lower().split()) for r in mask_many(texts)]
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -220,7 +220,7 @@ def evaluate(
     from sklearn.exceptions import ConvergenceWarning
 
     cur = pd.DataFrame({
-        "text": current["text"].astype(str).map(scrub),
+        "text": pd.Series(scrub(current["text"].astype(str).tolist()), index=current.index, dtype=object),
         "intent": current["intent"].astype(object),
         "urgency": current["urgency"].astype(object),
         "intent_confidence": pd.to_numeric(current["intent_confidence"], errors="coerce"),
@@ -230,7 +230,7 @@ def evaluate(
     labelled = current["label_intent"].notna()
     cur["label_mismatch"] = (current["label_intent"] != current["intent"]).astype(float).where(labelled)
     ref_cols: dict[str, pd.Series] = {
-        "text": reference["text"].astype(str).map(scrub),
+        "text": pd.Series(scrub(reference["text"].astype(str).tolist()), index=reference.index, dtype=object),
         "intent": reference["intent"].astype(object),
         "urgency": reference["urgency"].astype(object),
     }

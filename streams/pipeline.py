@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from streams.audit import AuditSink
@@ -24,8 +25,9 @@ from streams.ingest import Source, dead_letter, decode_feedback, decode_ticket, 
 from streams.metrics import Metrics
 from streams.models import ModelManager
 from streams.policy import PolicyWatcher
-from streams.prepare import Prepared, prepare
+from streams.prepare import Prepared, prepare_many
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ
+from triage.pii import safe_mask_many
 from triage.schemas import DeadLetter, Decision, Feedback, Ticket
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ def _ms(start: float) -> float:
 class Pipeline:
     def __init__(self, *, sink: AuditSink, publisher: Publisher, models: ModelManager, policy: PolicyWatcher,
                  metrics: Metrics, max_body_chars: int, model_name: str,
-                 executor: ThreadPoolExecutor | None = None) -> None:
+                 executor: ThreadPoolExecutor | None = None, pii_names: bool = True) -> None:
         self.sink = sink
         self.publisher = publisher
         self.models = models
@@ -78,6 +80,7 @@ class Pipeline:
         self.metrics = metrics
         self.max_body_chars = max_body_chars
         self.model_name = model_name
+        self.masker = partial(safe_mask_many, names=pii_names)
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         # Ticket ids claimed by batches in flight (decoded, not yet committed): a later batch holding
         # the same id counts it as a duplicate instead of deciding it a second time.
@@ -133,13 +136,14 @@ class Pipeline:
         """
         report = work.report
         t2 = time.perf_counter()
-        work.items = [prepare(t) for t in work.tickets]
+        loop = asyncio.get_running_loop()  # masking runs the name model: CPU, so in the thread too
+        work.items = await loop.run_in_executor(self.executor, prepare_many, work.tickets, self.masker) \
+            if work.tickets else []
         work.stages["prepare"] = _ms(t2)
 
         t3 = time.perf_counter()
         await self.models.ensure_known()
         models = self.models.current
-        loop = asyncio.get_running_loop()
         results: list[Classified] = await loop.run_in_executor(self.executor, classify, models, work.items) \
             if work.items else []
         work.stages["classify"] = _ms(t3)

@@ -1,24 +1,35 @@
-"""PII gate: find and mask e-mails, phones, cards, IBANs, SSNs, NINOs and secrets before text leaves.
+"""PII gate: find and mask the personal data that support tickets carry, before text leaves.
 
-Detection is regex candidates plus checks (Luhn, IBAN mod-97, SSN and NINO ranges, entropy), then
-overlaps are resolved by a fixed type priority. Masks are typed and numbered per type in order of
+Structured kinds (e-mail, phone, card, IBAN, SSN, NINO, secrets, IP addresses, URLs with tokens, UK
+driving licences, UK postcodes) are regex candidates plus checks (Luhn, IBAN mod-97, ABA routing,
+SSN and NINO ranges, entropy, `ipaddress`). Kinds that need their context (dates of birth, bank
+account numbers and sort codes, passport and US licence numbers, US and EU postcodes) are found
+after the words that name them. Street addresses are number + street name + street type (UK, US,
+French, German forms). Person names come from a statistical NER model (`triage.pii_ner`) plus context
+rules: greetings, sign-offs, "my name is", titles, quoted reply headers.
+
+Overlaps are resolved by a fixed type priority. Masks are typed and numbered per type in order of
 appearance (`<EMAIL_1>`); the same value always gets the same mask, and `restore` puts values back.
-Only the standard library: the stream worker calls this on every ticket.
+`mask_many` masks a batch with one NER pass (what the stream worker calls); `mask` is one text.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from triage import pii_ner
+
 logger = logging.getLogger(__name__)
 
-PII_TYPES: Final = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "NINO", "SECRET")
+PII_TYPES: Final = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "NINO", "SECRET", "PERSON", "ADDRESS", "POSTCODE",
+                    "DOB", "BANK_ACCOUNT", "PASSPORT", "DRIVING_LICENCE", "IP", "URL")
 
 _A = re.ASCII
 
@@ -68,6 +79,10 @@ _PHONE_PAREN = re.compile(r"\((?<![\w)]\()\d{2,5}\)[ .\-]?\d{3,4}[ .\-]?\d{3,5}(
 _NANP_REST = r"(?:(?<=1)[ .\-][2-9]\d\d|(?<=[2-9])\d\d)([ .\-])\d{3}\1\d{4}(?!\w)(?![.\-]\d)"
 _PHONE_NANP = re.compile(r"\d(?<![\w+.\-]\d)(?<!\d \d)" + _NANP_REST, _A)
 _PHONE_NANP_NEXT = re.compile(r"\d" + _NANP_REST, _A)
+# A number glued to the word before it ("call me on07700900123", "tel07700900123").
+_GLUED_WORDS: Final = ("on", "tel", "phone", "mob", "call", "ph", "cell", "whatsapp", "text", "number")
+_PHONE_GLUED = re.compile(r"(?i)(?:on|tel|phone|mob|mobile|call|ph|cell|whatsapp|text|number|no)[:.]?"
+                          r"((?:\+|00)?[1-9]\d{9,13}|0[1-9]\d{8,10})(?!\d)", _A)
 _TRUNK_REST = r"[1-9]\d*+(?:[ .\-/]\d++){0,5}"
 _PHONE_TRUNK = re.compile(r"0(?<![\w+.\-/,]0)(?<!\d 0)" + _TRUNK_REST, _A)
 _PHONE_TRUNK_NEXT = re.compile(r"0" + _TRUNK_REST, _A)
@@ -337,6 +352,9 @@ def _phones(text: str) -> Iterator[Span]:
                 yield m.span()
     yield from _scan(_PHONE_NANP, text, lambda m: m.span(), _PHONE_NANP_NEXT)
     yield from _scan(_PHONE_TRUNK, text, lambda m: _phone_prefix(m, 10, 12, same_seps=True), _PHONE_TRUNK_NEXT)
+    lower = text.lower()
+    if any(w in lower for w in _GLUED_WORDS):
+        yield from (m.span(1) for m in _PHONE_GLUED.finditer(text))
 
 
 def _looks_secret_value(value: str, sep: str) -> bool:
@@ -415,42 +433,360 @@ def _emails(text: str) -> Iterator[Span]:
             at = text.find("@", at + 1)
 
 
+# --- Kinds found after the words that name them ------------------------------------------------------
+# Between a label and its value: separators and filler words ("account number: ", "DOB is ").
+_GAP = (r"(?:[ \t]*(?:[:#=\-–.(]|\bis\b|\bwas\b|\bnumber\b|\bnum\b|\bno\b\.?|\bnr\b|\bcode\b"
+        r"|\bending(?:[ \t]+in)?\b))*[ \t]*")
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_DATE = (r"(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2}"
+         r"|\d{1,2}(?:st|nd|rd|th)?(?:[ \t]+of)?[ \t]+" + _MONTH + r",?[ \t]+\d{4}"
+         r"|" + _MONTH + r"[ \t]+\d{1,2}(?:st|nd|rd|th)?,?[ \t]+\d{4})")
+_US_STATES: Final = (
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY",
+    "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH",
+    "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "PR",
+)
+_UK_POSTCODE = r"(?:[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?[ \t]?\d[ABD-HJLNP-UW-Z]{2})"
+_LABELLED: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]] = tuple(
+    (kind, triggers, re.compile(label + _GAP + "(" + value + r")(?![\w\-/])", _A | re.IGNORECASE))
+    for kind, triggers, label, value in (
+        ("DOB", ("born", "dob", "d.o.b", "birth"),
+         r"\b(?:born(?:[ \t]+on)?|dob|d\.o\.b\.?|date[ \t]+of[ \t]+birth|birth[ \t]?date|birthday)\b", _DATE),
+        ("BANK_ACCOUNT", ("sort", "s/c"), r"(?:\bsort[ \t\-]?code|\bs/c)\b", r"\d{2}[ \-]?\d{2}[ \-]?\d{2}"),
+        ("BANK_ACCOUNT", ("account", "acct", "a/c", "acc "),
+         r"(?:\b(?:checking|savings|current|bank)[ \t]+)?(?:\baccount|\bacct|\ba/c|\bacc(?=[ \t]+(?:no|num|#)))\b",
+         r"\d{6,17}"),
+        ("BANK_ACCOUNT", ("routing", "aba", "rtn", "transit"), r"\b(?:routing|aba|rtn|transit)\b", r"\d{9}"),
+        ("PASSPORT", ("passport",), r"\bpassport\b", r"(?=[A-Z0-9]*\d{5})[A-Z0-9]{6,9}"),
+        ("DRIVING_LICENCE", ("licen", "dl"),
+         r"\b(?:driv(?:er'?s?|ing)[ \t]+licen[cs]e|licen[cs]e|dl)\b",
+         r"(?=[A-Z0-9\-]*\d{4})[A-Z0-9][A-Z0-9\-]{4,18}[A-Z0-9]"),
+        ("POSTCODE", ("post", "zip", "plz"), r"\b(?:post[ \t]?code|postal[ \t]+code|zip(?:[ \t]?code)?|plz)\b",
+         _UK_POSTCODE + r"|\d{5}(?:-\d{4})?|\d{4}[ \t]?[A-Z]{2}|\d{4}"),
+    )
+)
+_SORT_AND_ACCOUNT = re.compile(r"(?<![\w\-])(\d{2}-\d{2}-\d{2})[ \t]*[,/|]?[ \t]*(\d{8})(?!\w)", _A)
+_UK_POSTCODE_ANY = re.compile(r"(?<![\w\-])" + _UK_POSTCODE + r"(?![\w\-])", _A)
+_UK_POSTCODE_LOWER = re.compile(r"(?<![\w\-])" + _UK_POSTCODE.replace("[ \\t]?", "[ \\t]") + r"(?![\w\-])",
+                                _A | re.IGNORECASE)
+_US_ZIP = re.compile(r"\b(?:" + "|".join(_US_STATES) + r")[ \t]+(\d{5}(?:-\d{4})?)(?![\w\-])", _A)
+# After an address: "75008 Paris", "10115 Berlin", "1012 AB Amsterdam", "D-80331 München".
+_EU_POSTCODE = re.compile(r"(?<![\w\-])((?:[A-Z]{1,2}-)?\d{4,5}(?:[ \t][A-Z]{2})?)(?=[ \t]+[A-ZÀ-Ý][a-zà-ÿ])")
+_UK_LICENCE = re.compile(r"(?<![A-Z0-9])[A-Z9]{5}\d[0156]\d{4}[A-Z9]{2}\d[A-Z]{2}(?![A-Z0-9])", _A)
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(r"(?<![\w.])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?![\w.]|\.\d)",
+                   _A)
+_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])", _A)
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'`]+", _A | re.IGNORECASE)
+_URL_PERSONAL = re.compile(
+    r"(?i)[?&#;](?:[\w\-]*(?:token|key|sig|signature|session|sid|auth|code|otp|email|user|uid|id|reset|invite|"
+    r"magic|login|secret|pass|account|acct|phone))[\w\-]*=[^&#\s]{4,}"
+    r"|/(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{20,}(?:/|$)", _A)
+_ABA_WEIGHTS: Final = (3, 7, 1, 3, 7, 1, 3, 7, 1)
+
+
+def aba_ok(digits: str) -> bool:
+    """True when nine digits pass the ABA routing-number checksum."""
+    return len(digits) == 9 and sum(int(d) * w for d, w in zip(digits, _ABA_WEIGHTS, strict=True)) % 10 == 0
+
+
+def _labelled(text: str, lower: str, kinds: tuple[str, ...]) -> Iterator[Span]:
+    for kind, triggers, pattern in _LABELLED:
+        if kind not in kinds or not any(t in lower for t in triggers):
+            continue
+        for m in pattern.finditer(text):
+            value = m.group(1)
+            if kind == "BANK_ACCOUNT" and len(value) == 9 and "rout" in m.group().lower() and not aba_ok(value):
+                continue
+            if kind == "PASSPORT" and value.isalpha():
+                continue
+            yield m.span(1)
+
+
+def _dobs(text: str) -> Iterator[Span]:
+    return _labelled(text, text.lower(), ("DOB",))
+
+
+def _bank_accounts(text: str) -> Iterator[Span]:
+    yield from _labelled(text, text.lower(), ("BANK_ACCOUNT",))
+    if "-" in text:
+        for m in _SORT_AND_ACCOUNT.finditer(text):
+            yield m.span(1)
+            yield m.span(2)
+
+
+def _documents(text: str) -> Iterator[Span]:
+    """Passport numbers and driving licences (UK licences by their format, others after their label)."""
+    yield from (m.span() for m in _UK_LICENCE.finditer(text))
+    yield from _labelled(text, text.lower(), ("PASSPORT", "DRIVING_LICENCE"))
+
+
+def _ips(text: str) -> Iterator[Span]:
+    if "." in text:
+        yield from (m.span() for m in _IPV4.finditer(text))
+    if "::" in text or text.count(":") >= 3:
+        for m in _IPV6.finditer(text):
+            try:
+                ipaddress.IPv6Address(m.group().split("%")[0])
+            except ValueError:
+                continue
+            yield m.span()
+
+
+def _urls(text: str) -> Iterator[Span]:
+    """URLs that carry a token, a personal identifier in the query, or a long opaque id in the path."""
+    lower = text.lower()
+    if "http" not in lower and "www." not in lower:
+        return
+    for m in _URL.finditer(text):
+        url = m.group().rstrip(".,;:!?)]}")
+        if _URL_PERSONAL.search(url):
+            yield m.start(), m.start() + len(url)
+
+
+# --- Street addresses and postcodes ----------------------------------------------------------------
+_STREET_WORDS = ("street|st|road|rd|avenue|ave|lane|ln|drive|dr|close|way|court|ct|place|pl|crescent|cres|terrace|"
+                 "tce|boulevard|blvd|parkway|pkwy|square|sq|hill|gardens|gdns|grove|row|mews|walk|highway|hwy|circle|"
+                 "cir|trail|park|rise|green|parade|esplanade|wharf|quay|plaza|alley|broadway|view|vale|hollow|loop")
+_UNIT = r"(?:(?:flat|apt|apartment|unit|suite|ste|floor|room)\.?[ \t]*#?[ \t]*\w{1,5},?[ \t]+)"
+_UNIT_AFTER = r"(?:,?[ \t]+(?:flat|apt|apartment|unit|suite|ste|#)\.?[ \t]*#?[ \t]*\w{1,5}(?![\w\-]))?"
+_NAME_WORD = r"(?:[A-Z][A-Za-z'’\-]*\.?|\d{1,3}(?:st|nd|rd|th)|[NSEW]\.?|of|the|de|la|du)"
+_ADDRESS = re.compile(
+    r"(?<![\w/.\-£$€])" + _UNIT + r"?\d{1,5}[A-Za-z]?(?:[\-–/]\d{1,5}[A-Za-z]?)?,?[ \t]+"
+    r"(?:" + _NAME_WORD + r"[ \t]+){1,4}"
+    r"(?:" + _STREET_WORDS + r")\b\.?" + _UNIT_AFTER, re.IGNORECASE)
+# Lower-case addresses only with an unambiguous street type ("12 baker street").
+_ADDRESS_LOWER = re.compile(
+    r"(?<![\w/.\-£$€])\d{1,5}[a-z]?,?[ \t]+(?:[a-z'’\-]+[ \t]+){1,3}(?:street|road|avenue|lane|drive|crescent|terrace|"
+    r"boulevard|gardens)\b" + _UNIT_AFTER, re.IGNORECASE)
+# "12 rue de la Paix", "Hauptstraße 12", "Calle Mayor 5", "Via Roma 10".
+_ADDRESS_EU = re.compile(
+    r"(?<![\w/.\-])\d{1,4}(?:[ \t]?(?:bis|ter))?,?[ \t]+"
+    r"(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai)"
+    r"(?:[ \t]+[\w'’\-]+){1,5}"
+    r"|\b(?:calle|carrer|avenida|via|viale|piazza|rua)(?:[ \t]+[\w'’\-]+){1,4}?,?[ \t]+\d{1,4}[a-z]?\b"
+    r"|\b[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|gracht|laan|straat)[ \t]+"
+    r"\d{1,4}[a-z]?\b", re.IGNORECASE)
+_NOT_STREET_NAMES: Final = frozenset({"the", "of", "my", "a", "your", "our", "this", "that", "in", "on", "at", "for",
+                                      "and", "to", "from", "by", "with"})
+
+
+def _addresses(text: str) -> Iterator[Span]:
+    for pattern in (_ADDRESS, _ADDRESS_LOWER, _ADDRESS_EU):
+        for m in pattern.finditer(text):
+            words = m.group().split()
+            if pattern is not _ADDRESS_EU and words[1].lower().strip(",") in _NOT_STREET_NAMES:
+                continue
+            if pattern is _ADDRESS and not any(w[:1].isupper() for w in words[1:]):
+                continue  # "2 cards on the way": a street name is capitalised
+            yield m.span()
+
+
+def _postcodes(text: str) -> Iterator[Span]:
+    lower = text.lower()
+    after = list(_addresses(text)) if any(c.isdigit() for c in text) else []
+    yield from (m.span() for m in _UK_POSTCODE_ANY.finditer(text))
+    yield from (m.span() for m in _UK_POSTCODE_LOWER.finditer(text))
+    yield from (m.span(1) for m in _US_ZIP.finditer(text))
+    yield from _labelled(text, lower, ("POSTCODE",))
+    for _, end in after:  # EU postcodes right after a street address
+        m = _EU_POSTCODE.search(text, end, min(len(text), end + 40))
+        if m is not None and not text[end : m.start(1)].strip(" \t,\n").count(" ") > 2:
+            yield m.span(1)
+
+
+# --- Person names: the NER model's PERSON spans, plus context rules ------------------------------------
+_W = r"[^\W\d_][\w'’\-]*"  # a word starting with a letter (any script)
+_PARTICLES: Final = frozenset({"de", "da", "di", "van", "von", "der", "den", "del", "la", "le", "bin", "binti", "al",
+                               "el", "ben", "dos", "du", "ter", "ibn", "mac"})
+_NOT_NAMES: Final = frozenset({
+    "a", "account", "admin", "advance", "afternoon", "again", "all", "also", "am", "an", "and", "bank", "best",
+    "both", "but", "can", "card", "cheers", "could", "customer", "customers", "dear", "department", "dept", "desk",
+    "evening", "everyone", "faithfully", "folks", "friend", "friends", "from", "guys", "has", "have", "hello",
+    "help", "helpdesk", "here", "hey", "hi", "i", "in", "is", "just", "kind", "login", "madam", "madame",
+    "manager", "mate", "morning", "much", "my", "no", "not", "now", "ok", "okay", "or", "password", "pin",
+    "please", "regards", "sent", "service", "services", "sincerely", "sir", "so", "sorry", "still", "support",
+    "team", "thank", "thanks", "the", "there", "today", "tomorrow", "truly", "urgent", "was", "will", "world",
+    "would", "yes", "you", "your", "yours"
+})
+_GREETING = re.compile(r"(?im)(?:^|(?<=[.!?]\s))[ \t>]*(?:hi|hello|hey|dear|good[ \t]+(?:morning|afternoon|evening))"
+                       r"[ \t,]+(" + _W + r"(?:[ \t]+" + _W + r"){0,2})[ \t]*(?=[,!:\n]|$)")
+_SIGNOFF = re.compile(
+    r"(?i)\b(?:thanks(?:[ \t]+(?:again|so[ \t]+much|a[ \t]+lot|in[ \t]+advance))?|thank[ \t]+you|many[ \t]+thanks|thx|"
+    r"(?:kind|best|warm|warmest)[ \t]+(?:regards|wishes)|regards|best|cheers|sincerely|yours(?:[ \t]+(?:sincerely|"
+    r"faithfully|truly))?|respectfully|ta)\b[ \t]*[,.!\-–—]*[ \t]*(\n[ \t]*)?(" + _W + r"(?:[ \t]+" + _W + r"){0,3})"
+    r"[ \t]*(?=[,.\n]|$)")
+_SAID_NAME = re.compile(r"(?i)\b(my[ \t]+name[ \t]+is|my[ \t]+name's|name[ \t]*:|i[ \t]+am|i'm|this[ \t]+is|it's|"
+                        r"signed|from[ \t]*:|spoke[ \t]+(?:to|with)|talked[ \t]+to|speaking[ \t]+to|agent|advisor|"
+                        r"adviser|colleague|(?:mr|mrs|ms|miss|mx|dr|prof)\.?)[ \t]+(" + _W + r"(?:[ \t]+" + _W +
+                        r"){0,3})")
+_BEFORE_EMAIL = re.compile(r"(" + _W + r"(?:[ \t]+" + _W + r"){0,3})[ \t]*[<(\[][^\s<>()@]+@")
+_LOWER_OK: Final = ("my name", "name:", "name :", "signed")
+
+
+def _name_words(words: list[str], lowercase_ok: bool) -> int:
+    """How many of the leading `words` form a name (0 if none): capitalised words and particles."""
+    n = 0
+    for w in words:
+        bare = w.strip("'’-")
+        if not bare or bare.lower() in _NOT_NAMES and n == 0:
+            break
+        if bare[0].isupper() or (n > 0 and bare.lower() in _PARTICLES) or (lowercase_ok and bare.isalpha()
+                                                                            and bare.lower() not in _NOT_NAMES):
+            n += 1
+        else:
+            break
+    while n > 0 and words[n - 1].strip("'’-").lower() in _PARTICLES:
+        n -= 1
+    return n
+
+
+def _name_span(text: str, start: int, value: str, lowercase_ok: bool) -> Span | None:
+    words = value.split()
+    n = _name_words(words, lowercase_ok)
+    if n == 0:
+        return None
+    end = start
+    for i, w in enumerate(words[:n]):
+        end = text.index(w, end) + len(w)
+        if i == 0:
+            start = end - len(w)
+    while end > start and text[end - 1] in "'’-":
+        end -= 1
+    if text[end - 2 : end] in ("'s", "’s"):
+        end -= 2
+    return (start, end) if end - start >= 2 else None
+
+
+def _names_by_context(text: str) -> Iterator[Span]:
+    for m in _GREETING.finditer(text):
+        if (span := _name_span(text, m.start(1), m.group(1), lowercase_ok=False)) is not None:
+            yield span
+    for m in _SIGNOFF.finditer(text):
+        own_line = m.group(1) is not None and text[m.end(2) : m.end(2) + 1] in ("", "\n")
+        if (span := _name_span(text, m.start(2), m.group(2), lowercase_ok=own_line)) is not None:
+            yield span
+    for m in _SAID_NAME.finditer(text):
+        label = m.group(1).lower()
+        lowercase_ok = any(label.startswith(k) for k in _LOWER_OK)
+        value = " ".join(m.group(2).split()[:2]) if lowercase_ok and m.group(2).islower() else m.group(2)
+        if (span := _name_span(text, m.start(2), value, lowercase_ok)) is not None:
+            yield span
+    if "@" in text:
+        for m in _BEFORE_EMAIL.finditer(text):  # "Sarah Lee <sarah.lee@...>": capitalised words before the address
+            words = list(re.finditer(r"\S+", m.group(1)))
+            first = len(words)
+            while first > 0 and words[first - 1].group()[0].isupper() \
+                    and words[first - 1].group().lower() not in _NOT_NAMES:
+                first -= 1
+            if first < len(words):
+                yield m.start(1) + words[first].start(), m.start(1) + words[-1].end()
+
+
+def _clean_person(text: str, span: Span) -> Span | None:
+    """An NER span without trailing punctuation or possessive; None for things that are not names."""
+    s, e = span
+    while e > s and not text[e - 1].isalnum():
+        e -= 1
+    if text[e - 2 : e] in ("'s", "’s"):
+        e -= 2
+    value = text[s:e]
+    if e - s < 2 or any(c.isdigit() for c in value) or _PLACEHOLDER.search(value) or "@" in value:
+        return None
+    if value.lower() in _NOT_NAMES:
+        return None
+    return s, e
+
+
 # Detectors in priority order (where spans overlap, the earlier one wins), each with what a text must
 # hold for it to find anything (ASCII digits, a whitespace-free word of some length), so that most
 # tickets skip most detectors.
 _DETECTORS: Final[tuple[tuple[str, Callable[[str], Iterator[Span]], int, int], ...]] = (
     ("SECRET", _secrets_known, 0, 15),
+    ("URL", _urls, 0, 10),
     ("SECRET", _secrets_kv, 0, 0),
     ("EMAIL", _emails, 0, 0),
     ("IBAN", _ibans, 6, 0),
     ("SSN", _ssns, 9, 0),
     ("NINO", _ninos, 6, 0),
     ("CARD", _cards, 13, 0),
+    ("DRIVING_LICENCE", lambda t: (s for s in _documents(t) if _UK_LICENCE.match(t, s[0])), 7, 16),
+    ("PASSPORT", lambda t: _labelled(t, t.lower(), ("PASSPORT",)), 5, 0),
+    ("DRIVING_LICENCE", lambda t: _labelled(t, t.lower(), ("DRIVING_LICENCE",)), 4, 0),
+    ("BANK_ACCOUNT", _bank_accounts, 6, 0),
+    ("DOB", _dobs, 2, 0),
+    ("IP", _ips, 2, 0),
     ("PHONE", _phones, 8, 0),
+    ("ADDRESS", _addresses, 1, 0),
+    ("POSTCODE", _postcodes, 1, 0),
+    ("PERSON", _names_by_context, 0, 0),
     ("SECRET", _secrets_generic, 0, 24),
 )
+# Kinds whose spans are cut around values already taken instead of being dropped when they overlap one:
+# a name the model read as "Sarah Lee <sarah" keeps "Sarah Lee".
+_CLIPPED: Final = frozenset({"PERSON"})
 
 
-def find_pii(text: str) -> list[PIIMatch]:
-    """All PII in `text`, without overlaps, in order of appearance."""
+def _free_parts(span: Span, taken: list[Span]) -> list[Span]:
+    parts = [span]
+    for a, b in taken:
+        parts = [p for s, e in parts for p in ((s, min(e, a)), (max(s, b), e)) if p[0] < p[1]] \
+            if any(s < b and a < e for s, e in parts) else parts
+    return parts
+
+
+def _find(text: str, names: list[Span] | None) -> list[PIIMatch]:
+    """`names`: the model's PERSON spans, or None to skip person names altogether."""
     digits = sum(map(text.count, "0123456789"))
     longest_word = max(map(len, text.split()), default=0)
     taken: list[Span] = []
     found: list[PIIMatch] = []
+
+    def take(kind: str, s: int, e: int) -> None:
+        for a, b in _free_parts((s, e), taken) if kind in _CLIPPED else [(s, e)]:
+            if kind in _CLIPPED:
+                while a < b and not text[a].isalnum():
+                    a += 1
+                while b > a and not text[b - 1].isalnum():
+                    b -= 1
+                if b - a < 2:
+                    continue
+            if a < b and all(b <= x or a >= y for x, y in taken):
+                taken.append((a, b))
+                found.append(PIIMatch(kind, a, b, text[a:b]))
+
     for kind, detect, min_digits, min_word in _DETECTORS:
         if digits < min_digits or longest_word < min_word:
             continue
+        if kind == "PERSON":
+            if names is None:
+                continue
+            for span in names:
+                if (clean := _clean_person(text, span)) is not None:
+                    take(kind, *clean)
         for s, e in detect(text):
-            if s < e and all(e <= a or s >= b for a, b in taken):
-                taken.append((s, e))
-                found.append(PIIMatch(kind, s, e, text[s:e]))
+            take(kind, s, e)
     found.sort(key=lambda f: f.start)
     return found
 
 
-def mask(text: str) -> MaskResult:
-    """Replace each PII value with a typed, numbered placeholder; equal values share one placeholder."""
-    found = find_pii(text)
+def find_pii_many(texts: Sequence[str], *, names: bool = True) -> list[list[PIIMatch]]:
+    """All PII in each text, without overlaps, in order of appearance; one NER pass for the batch.
+
+    `names=False` skips person names (no model): the structured and context kinds only.
+    """
+    if not names:
+        return [_find(text, None) for text in texts]
+    spans = pii_ner.person_spans(texts) if texts else []
+    return [_find(text, s) for text, s in zip(texts, spans, strict=True)]
+
+
+def find_pii(text: str, *, names: bool = True) -> list[PIIMatch]:
+    """All PII in `text`, without overlaps, in order of appearance."""
+    return find_pii_many([text], names=names)[0]
+
+
+def _masked(text: str, found: list[PIIMatch]) -> MaskResult:
     if not found:
         return MaskResult(text=text)
     counts: dict[str, int] = {}
@@ -477,6 +813,16 @@ def mask(text: str) -> MaskResult:
     return MaskResult(text="".join(parts), counts=counts, mapping=mapping, found=found)
 
 
+def mask_many(texts: Sequence[str], *, names: bool = True) -> list[MaskResult]:
+    """`mask` for a batch of texts (one NER pass): what the stream worker calls per micro-batch."""
+    return [_masked(t, f) for t, f in zip(texts, find_pii_many(texts, names=names), strict=True)]
+
+
+def mask(text: str) -> MaskResult:
+    """Replace each PII value with a typed, numbered placeholder; equal values share one placeholder."""
+    return mask_many([text])[0]
+
+
 def restore(text: str, mapping: dict[str, str]) -> str:
     """Put the original values back for the placeholders in `mapping`; other text is left as it is."""
     if not mapping:
@@ -484,18 +830,24 @@ def restore(text: str, mapping: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: mapping.get(m.group(), m.group()), text)
 
 
-def safe_mask(text: str) -> MaskResult | None:
-    """`mask`, failing closed: None (and an error log without the text) if masking raised.
+def safe_mask_many(texts: Sequence[str], *, names: bool = True) -> list[MaskResult | None]:
+    """`mask_many`, failing closed: None for every text (and an error log without the texts) if it raised.
 
     A caller that gets None must not send the text anywhere and routes the ticket to `human_queue`.
     """
     try:
-        return mask(text)
+        return list(mask_many(texts, names=names))
     except Exception:
-        logger.exception("PII masking failed on a %d-character text; nothing may be sent", len(text))
-        return None
+        logger.exception("PII masking failed on a batch of %d texts (%d characters); nothing may be sent",
+                         len(texts), sum(map(len, texts)))
+        return [None] * len(texts)
 
 
-def contains_pii(text: str) -> bool:
-    """True when `text` holds at least one value that `mask` would replace."""
-    return bool(find_pii(text))
+def safe_mask(text: str) -> MaskResult | None:
+    """`safe_mask_many` for one text."""
+    return safe_mask_many([text])[0]
+
+
+def contains_pii(text: str, *, names: bool = True) -> bool:
+    """True when `text` holds at least one value that `mask` would replace (`names`: as in `find_pii_many`)."""
+    return bool(find_pii(text, names=names))

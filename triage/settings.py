@@ -89,6 +89,9 @@ class Settings(BaseModel):
         "onnxruntime threads (at least 1)",
     )
     max_body_chars: int = Field(20_000, ge=100, description="Longer ticket bodies go to the DLQ")
+    pii_names: bool = Field(
+        True, description="Mask person names with the PII gate's name model; off only to measure what it costs"
+    )
     policy_path: Path = Field(PROJECT_ROOT / "streams" / "policy.yaml", description="Routing policy YAML")
 
     # Generative drafting (OpenAI-compatible chat completions), budgets, breakers, action adapters

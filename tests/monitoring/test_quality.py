@@ -85,3 +85,15 @@ def test_slow_decisions_are_a_warning_not_a_blocker(db_url, tmp_path):
     result = _gate(db_url, tmp_path)
     assert result.success
     assert [f.column for f in result.failures] == ["e2e_latency_ms"]
+
+
+def test_a_half_written_suite_file_from_an_interrupted_run_does_not_fail_later_runs(db_url, tmp_path):
+    """Seen on a fresh `make up`: a manual data_quality run and retrain's quality_gate wrote the same suite
+    JSON at once, and every later run failed with JSONDecodeError."""
+    _seed_clean(db_url)
+    assert _gate(db_url, tmp_path).success
+    suite = tmp_path / "reports" / "gx" / "gx" / "expectations" / "labels.json"
+    assert suite.exists()
+    suite.write_text(suite.read_text() + '\n  }\n}')  # "Extra data", as the race left it
+    result = _gate(db_url, tmp_path)
+    assert result.success, result.summary()
