@@ -600,15 +600,39 @@ _W = r"[^\W\d_][\w'’\-]*"  # a word starting with a letter (any script)
 _PARTICLES: Final = frozenset({"de", "da", "di", "van", "von", "der", "den", "del", "la", "le", "bin", "binti", "al",
                                "el", "ben", "dos", "du", "ter", "ibn", "mac"})
 _NOT_NAMES: Final = frozenset({
-    "a", "account", "admin", "advance", "afternoon", "again", "all", "also", "am", "an", "and", "bank", "best",
-    "both", "but", "can", "card", "cheers", "could", "customer", "customers", "dear", "department", "dept", "desk",
-    "evening", "everyone", "faithfully", "folks", "friend", "friends", "from", "guys", "has", "have", "hello",
-    "help", "helpdesk", "here", "hey", "hi", "i", "in", "is", "just", "kind", "login", "madam", "madame",
-    "manager", "mate", "morning", "much", "my", "no", "not", "now", "ok", "okay", "or", "password", "pin",
-    "please", "regards", "sent", "service", "services", "sincerely", "sir", "so", "sorry", "still", "support",
-    "team", "thank", "thanks", "the", "there", "today", "tomorrow", "truly", "urgent", "was", "will", "world",
-    "would", "yes", "you", "your", "yours"
+    "a", "account", "admin", "advance", "afternoon", "again", "all", "also", "am", "amex", "an", "and", "bank",
+    "best", "both", "but", "can", "card", "cheers", "could", "customer", "customers", "dear", "department", "dept",
+    "desk", "evening", "everyone", "faithfully", "folks", "fraud", "friend", "friends", "from", "fwd", "guys", "has",
+    "have", "hello", "help", "helpdesk", "here", "hey", "hi", "i", "in", "is", "just", "kind", "login", "madam",
+    "madame", "maestro", "manager", "mastercard", "mate", "morning", "much", "my", "no", "not", "now", "ok", "okay",
+    "or", "password", "paypal", "pin", "please", "question", "re", "regards", "sent", "service", "services",
+    "sincerely", "sir", "so", "sorry", "still", "support", "team", "thank", "thanks", "the", "there", "ticket",
+    "today", "tomorrow", "truly", "urgent", "visa", "was", "will", "world", "would", "yes", "you", "your", "yours"
 })
+# Capitalised words that start sentences and never start a name: a text whose capitalised words are all
+# here (or in _NOT_NAMES) skips the NER model, which finds names by their capital letters. Most tickets
+# are such questions ("How do I ...? Can I ...?"), so this saves the model pass on most of a queue.
+_NEVER_NAME_CAPS: Final = _NOT_NAMES | frozenset({
+    "about", "after", "any", "anyone", "are", "as", "at", "because", "been", "before", "call", "did", "do", "does",
+    "don't", "each", "even", "every", "few", "for", "fri", "friday", "good", "got", "great", "had", "hasn't",
+    "haven't", "hope", "how", "i'd", "i'll", "i'm", "i've", "if", "isn't", "it", "it's", "last", "let", "many", "may",
+    "maybe", "me", "mon", "monday", "more", "most", "need", "nothing", "of", "on", "once", "one", "only", "other",
+    "our", "over", "really", "sat", "saturday", "should", "since", "some", "somebody", "someone", "something", "sun",
+    "sunday", "sure", "that", "that's", "their", "them", "then", "there's", "these", "they", "this", "those", "thu",
+    "thur", "thurs", "thursday", "to", "tue", "tues", "tuesday", "two", "unfortunately", "up", "wait", "we", "we're",
+    "wed", "wednesday", "were", "what", "what's", "when", "whenever", "where", "which", "while", "who", "why", "with",
+    "yesterday", "yet", "you're"
+})
+_CAPITALISED = re.compile(r"\b[A-Z][a-z][\w'’-]*")
+
+
+def _may_hold_name(text: str) -> bool:
+    """Whether the NER model could find a name here: some capitalised word not in _NEVER_NAME_CAPS, or
+    none at all (a writer who types all in lower case: "hi, this is john smith")."""
+    caps = [m.group().lower() for m in _CAPITALISED.finditer(text)]
+    return not caps or any(w not in _NEVER_NAME_CAPS for w in caps)
+
+
 _GREETING = re.compile(r"(?im)(?:^|(?<=[.!?]\s))[ \t>]*(?:hi|hello|hey|dear|good[ \t]+(?:morning|afternoon|evening))"
                        r"[ \t,]+(" + _W + r"(?:[ \t]+" + _W + r"){0,2})[ \t]*(?=[,!:\n]|$)")
 _SIGNOFF = re.compile(
@@ -690,10 +714,12 @@ def _clean_person(text: str, span: Span) -> Span | None:
         e -= 1
     if text[e - 2 : e] in ("'s", "’s"):
         e -= 2
+    while (m := re.match(r"(\w+)\W+", text[s:e])) and m.group(1).lower() in _NOT_NAMES:  # "Cheers Priya"
+        s += m.end()
     value = text[s:e]
     if e - s < 2 or any(c.isdigit() for c in value) or _PLACEHOLDER.search(value) or "@" in value:
         return None
-    if value.lower() in _NOT_NAMES:
+    if value.lower() in _NOT_NAMES or (value.islower() and " " not in value):  # the model reads typos as names
         return None
     return s, e
 
@@ -777,7 +803,10 @@ def find_pii_many(texts: Sequence[str], *, names: bool = True) -> list[list[PIIM
     """
     if not names:
         return [_find(text, None) for text in texts]
-    spans = pii_ner.person_spans(texts) if texts else []
+    ask = [i for i, text in enumerate(texts) if _may_hold_name(text)]
+    spans: list[list[Span]] = [[] for _ in texts]
+    for i, found in zip(ask, pii_ner.person_spans([texts[i] for i in ask]) if ask else [], strict=True):
+        spans[i] = found
     return [_find(text, s) for text, s in zip(texts, spans, strict=True)]
 
 

@@ -53,6 +53,8 @@ KEPT = [
     "See https://shop.example.com/help/returns for the returns policy",
     "Version 3.12.1 of the app crashes on login",
     "I reset my password yesterday",
+    "Can I pay with my Mastercard or Visa at Lidl?",
+    "my transefr has been pending for 4 days.",  # the model reads this lower-case typo as a name
 ]
 
 
@@ -79,6 +81,21 @@ def test_a_long_text_is_read_in_windows_and_names_far_in_are_found():
     text = ("My card was declined again. " * 300) + "Thanks, Priya Raman"
     assert len(text) > pii_ner.WINDOW_CHARS
     assert "Priya Raman" not in mask(text).text
+
+
+def test_questions_without_a_possible_name_skip_the_model_and_the_rest_ask_it(monkeypatch):
+    asked: list[str] = []
+    real = pii_ner.person_spans
+
+    def spy(texts):
+        asked.extend(texts)
+        return real(texts)
+
+    monkeypatch.setattr(pii_ner, "person_spans", spy)
+    texts = ["How do I top up? What is the fee?", "Thanks, Maria", "hi this is john smith", "Why is my PIN blocked?"]
+    out = mask_many(texts)
+    assert asked == ["Thanks, Maria", "hi this is john smith"]
+    assert [r.text for r in out][0::3] == [texts[0], texts[3]]
 
 
 def test_the_name_model_failing_fails_the_whole_batch_closed(monkeypatch):
