@@ -253,6 +253,17 @@ def test_cli_prints_masked_text_then_a_json_summary_without_values():
     assert "a@x.com" not in proc.stdout and "7911" not in proc.stdout
 
 
+def test_cli_shows_the_kinds_that_need_the_name_model_and_context():
+    proc = _run_cli("Thanks, Maria Gonzalez, 12 Baker Street, London NW1 6XE. DOB 14/03/1987, sort code 20-00-00, "
+                    "account 55779911, from 203.0.113.42\n")
+    assert proc.returncode == 0, proc.stderr
+    text, summary_line = proc.stdout.rstrip("\n").rsplit("\n", 1)
+    assert text == ("Thanks, <PERSON_1>, <ADDRESS_1>, London <POSTCODE_1>. DOB <DOB_1>, sort code <BANK_ACCOUNT_1>, "
+                    "account <BANK_ACCOUNT_2>, from <IP_1>")
+    assert json.loads(summary_line)["counts"] == {"PERSON": 1, "ADDRESS": 1, "POSTCODE": 1, "DOB": 1,
+                                                  "BANK_ACCOUNT": 2, "IP": 1}
+
+
 def test_cli_show_values_includes_the_originals():
     proc = _run_cli("card 4111 1111 1111 1111", "--show-values")
     assert proc.returncode == 0, proc.stderr
