@@ -14,9 +14,13 @@ and measures, in one run on this machine:
 - a naive agent (`bench/naive_agent.py`, ops environment): one message at a time, the fp32 PyTorch model,
   one transaction per row;
 - the worker's peak resident memory (VmHWM), the cores and library versions;
+- the PII gate alone (`safe_mask_many` on raw bodies), with and without its name model;
 - with --compare-pii-names, a second drain with the PII gate's name model off: its cost, in the same run.
 
-    .venv-stream/bin/python bench/bench_stream.py [--model DIR] [--backlog N] [--phase-seconds S]
+All of it is repeated --runs times (3 by default), each on a fresh broker and database; the JSON keeps
+every run and a summary with the median and range of each figure, and the commit it measured.
+
+    .venv-stream/bin/python bench/bench_stream.py [--model DIR] [--backlog N] [--phase-seconds S] [--runs N]
 
 Without --model it uses the newest model in the local store (`triage up`'s registry folder), else the
 MiniLM that `bench-model` trains (.triage/bench/banking77), else builds the tiny test model with
@@ -37,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -121,6 +126,24 @@ def serving_throughput(model: Path, texts: list[str], batch: int, threads: int, 
     with ThreadPoolExecutor(max_workers=callers) as pool:
         list(pool.map(loop, range(callers)))
     return sum(done) / (time.perf_counter() - start)
+
+
+def pii_gate_throughput(bodies: list[str], batch: int, seconds: float) -> dict[str, float]:
+    """The PII gate alone (`safe_mask_many`, the worker's call) on raw simulator bodies, in batches, with
+    and without the name model: the share of the worker's time it takes."""
+    from triage.pii import safe_mask_many
+
+    out = {}
+    for key, names in (("with_names_per_s", True), ("without_names_per_s", False)):
+        safe_mask_many(bodies[:batch], names=names)
+        done, i, start = 0, 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            chunk = bodies[i : i + batch] or bodies[:batch]
+            i = (i + batch) % len(bodies)
+            safe_mask_many(chunk, names=names)
+            done += len(chunk)
+        out[key] = round(done / (time.perf_counter() - start), 1)
+    return out
 
 
 def best_serving(model: Path, texts: list[str], settings: Any, seconds: float) -> dict[str, float]:
@@ -314,7 +337,23 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stream.json")
     parser.add_argument("--compare-pii-names", action="store_true",
                         help="also drain a second backlog with the PII name model off, to measure its cost")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="repeat the whole measurement this many times (fresh broker and database each); "
+                             "the summary gives the median and the range of each figure")
     args = parser.parse_args()
+    runs = []
+    for k in range(args.runs):
+        say(f"run {k + 1} of {args.runs}")
+        runs.append(one_run(args))
+    result = {"created_at": runs[0]["created_at"], "commit": git_commit(), "runs_n": len(runs),
+              "summary": summarise(runs), "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    say(f"wrote {args.out}: median {json.dumps({k: v['median'] for k, v in result['summary'].items()})}")
+    return 0
+
+
+def one_run(args: argparse.Namespace) -> dict[str, Any]:
     settings = get_settings()
     threads = settings.serving_threads
     result: dict[str, Any] = {"created_at": datetime.now(UTC).isoformat(), "machine": machine(),
@@ -353,6 +392,9 @@ def main() -> int:
             say(f"isolated serving throughput (int8, batch {settings.batch_size})")
             serving_runs = best_serving(model, texts, settings, seconds=6.0)
             say(f"  {serving_runs} texts/s")
+            bodies = [m["body"] for m in messages(512, seed=1)]
+            result["pii_gate_isolated"] = pii_gate_throughput(bodies, settings.batch_size, seconds=4.0)
+            say(f"PII gate alone, batch {settings.batch_size}: {result['pii_gate_isolated']} texts/s")
 
             backlog = messages(args.backlog, seed=2)
             asyncio.run(produce_backlog(broker.bootstrap, backlog))
@@ -426,10 +468,46 @@ def main() -> int:
         "worker_rss_mib": bool(result.get("worker_peak_rss_mib", 1e9) <= TARGETS["worker_rss_mib"]),
     }
     result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    say(f"wrote {args.out}: {json.dumps(result['ratios'])} met={json.dumps(result['met'])}")
-    return 0
+    say(f"run done: {json.dumps(result['ratios'])} met={json.dumps(result['met'])}")
+    return result
+
+
+# The figures the summary gives a median and range of: name -> how to read it from one run.
+FIGURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "serving_isolated_per_s": lambda r: r.get("serving_isolated_per_s"),
+    "pii_gate_isolated_per_s": lambda r: r.get("pii_gate_isolated", {}).get("with_names_per_s"),
+    "e2e_sustained_per_s": lambda r: r.get("e2e_sustained_per_s"),
+    "e2e_vs_serving": lambda r: r.get("ratios", {}).get("e2e_vs_serving"),
+    "naive_per_s": lambda r: r.get("naive_per_s"),
+    "e2e_vs_naive": lambda r: r.get("ratios", {}).get("e2e_vs_naive"),
+    "p95_ms_at_25": lambda r: _phase(r, 0.25, "p95_ms"),
+    "p95_ms_at_50": lambda r: _phase(r, 0.5, "p95_ms"),
+    "p95_ms_at_90": lambda r: _phase(r, 0.9, "p95_ms"),
+    "worker_peak_rss_mib": lambda r: r.get("worker_peak_rss_mib"),
+    "e2e_without_names_per_s": lambda r: r.get("pii_gate_cost", {}).get("without_names_per_s"),
+    "with_vs_without_names": lambda r: r.get("pii_gate_cost", {}).get("ratio"),
+    "load_avg_1m_at_start": lambda r: r["machine"]["load_avg_at_start"][0],
+}
+
+
+def _phase(run: dict[str, Any], share: float, key: str) -> float | None:
+    return next((p[key] for p in run.get("latency", []) if p["share"] == share), None)
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median, min and max of each figure over the runs that have it."""
+    out: dict[str, dict[str, float]] = {}
+    for name, read in FIGURES.items():
+        values = [v for v in map(read, runs) if v is not None]
+        if values:
+            out[name] = {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values),
+                         "n": len(values)}
+    return out
+
+
+def git_commit() -> str | None:
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or None
 
 
 if __name__ == "__main__":

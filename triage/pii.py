@@ -396,6 +396,54 @@ def _secrets_kv(text: str) -> Iterator[Span]:
                 yield m.span(1)
 
 
+# Short secrets named by the words before them: "OTP 902114", "PIN. Was it 7713?", "the code was 3310",
+# "Security word: Marmalade", "password Winter2026!Ops". The value comes within a few words of its label.
+_SHORT_SECRET_LABEL = re.compile(
+    r"(?i)\b(?:pin(?:[ \t]+(?:code|number))?|otp|one[ \-]?time[ \t]+(?:pass)?code|passcode|pass[ \t]+code|"
+    r"(?:verification|security|auth(?:entication|orisation|orization)?|sms|login|access|confirmation|door|"
+    r"lockbox|alarm|gate)[ \t]+code|cvv2?|cvc2?|csc|(?<!error[ \t])(?<!promo[ \t])(?<!discount[ \t])"
+    r"(?<!voucher[ \t])(?<!tracking[ \t])(?<!postal[ \t])(?<!zip[ \t])(?<!sort[ \t])(?<!country[ \t])(?<!area[ \t])"
+    r"(?<!product[ \t])(?<!reference[ \t])(?<!discount)(?<!qr[ \t])code)\b")
+_WORD_SECRET_LABEL = re.compile(
+    r"(?i)\b(?:password|passphrase|passwd|pwd|security[ \t]+(?:word|answer|phrase)|memorable[ \t]+(?:word|answer|"
+    r"phrase|information)|secret[ \t]+(?:word|answer|question[ \t]+answer))\b")
+_SHORT_SECRET_VALUE = re.compile(r"(?<![\w.,/:\-£$€#])(\d{4,8}|\d{3}[ \-]\d{3})(?![\w/%]|[.,:\-]\d)", _A)
+_WORD_SECRET_VALUE = (r"[ \t]*[\"'“]?([^\s\"'”,;<>`]{4,64}?)[\"'”]?(?=[\s,;]|[.!?](?:\s|$)|$)")
+_WORD_SECRET_NEXT = re.compile(_WORD_SECRET_VALUE)  # "password Winter2026!Ops"
+_WORD_SECRET_SAID = re.compile(r"(?:[:=]|\b(?:is|was|to|as)\b)" + _WORD_SECRET_VALUE)  # "... you set is X"
+_NOT_SHORT_SECRET_BEFORE = re.compile(r"(?i)(?:order|ref|reference|ticket|case|invoice|claim|booking|no\.?|#|"
+                                      r"version|v|model|room|flight|year|since|in|on|by|until|of)[ \t]*\Z")
+_WORD_NOT_SECRET: Final = frozenset({"reset", "changed", "wrong", "incorrect", "expired", "locked", "blocked",
+                                     "not", "still", "the", "my", "your", "a", "an", "it", "that", "this",
+                                     "working", "correct", "right", "again", "forgotten", "forgot", "being",
+                                     "been", "rejected", "accepted", "required", "needed", "sent", "same"})
+
+
+def _secrets_labelled(text: str) -> Iterator[Span]:
+    """Codes and words that a label before them says are secret (see _SHORT_SECRET_LABEL)."""
+    if any(c.isdigit() for c in text):
+        for m in _SHORT_SECRET_LABEL.finditer(text):
+            end = text.find("\n", m.end())
+            window = (m.end(), min(m.end() + 40, end if end >= 0 else len(text)))
+            v = _SHORT_SECRET_VALUE.search(text, *window)
+            if v is not None and not _NOT_SHORT_SECRET_BEFORE.search(text, max(0, v.start() - 12), v.start()):
+                yield v.span(1)
+    for m in _WORD_SECRET_LABEL.finditer(text):
+        end = text.find("\n", m.end())
+        stop = min(m.end() + 40, end if end >= 0 else len(text))
+        named = m.group().lower().startswith(("security", "memorable", "secret"))
+        for pattern in (_WORD_SECRET_NEXT, _WORD_SECRET_SAID):
+            v = pattern.match(text, m.end(), stop) if pattern is _WORD_SECRET_NEXT else pattern.search(
+                text, m.end(), stop)
+            value = v.group(1).rstrip(".,!?:;)") if v is not None else ""
+            if not value or value.lower() in _WORD_NOT_SECRET or _PLACEHOLDER.fullmatch(value):
+                continue
+            mixed = any(c.isdigit() for c in value) or not value.isalpha() or any(c.isupper() for c in value[1:])
+            if mixed or (named and value[:1].isupper()):
+                yield v.start(1), v.start(1) + len(value)  # type: ignore[union-attr]
+                break
+
+
 def _secrets_generic(text: str) -> Iterator[Span]:
     """Long high-entropy tokens: mixed case with digits, or long hex, that are not ids or words."""
     for m in _TOKEN.finditer(text):
@@ -448,39 +496,46 @@ _US_STATES: Final = (
 )
 _UK_POSTCODE = r"(?:[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?[ \t]?\d[ABD-HJLNP-UW-Z]{2})"
 _LABELLED: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]] = tuple(
-    (kind, triggers, re.compile(label + _GAP + "(" + value + r")(?![\w\-/])", _A | re.IGNORECASE))
+    (kind, triggers, re.compile("(?:" + label + ")" + _GAP + "(" + value + r")(?![\w\-/])", _A | re.IGNORECASE))
     for kind, triggers, label, value in (
         ("DOB", ("born", "dob", "d.o.b", "birth"),
          r"\b(?:born(?:[ \t]+on)?|dob|d\.o\.b\.?|date[ \t]+of[ \t]+birth|birth[ \t]?date|birthday)\b", _DATE),
         ("BANK_ACCOUNT", ("sort", "s/c"), r"(?:\bsort[ \t\-]?code|\bs/c)\b", r"\d{2}[ \-]?\d{2}[ \-]?\d{2}"),
-        ("BANK_ACCOUNT", ("account", "acct", "a/c", "acc "),
-         r"(?:\b(?:checking|savings|current|bank)[ \t]+)?(?:\baccount|\bacct|\ba/c|\bacc(?=[ \t]+(?:no|num|#)))\b",
+        ("BANK_ACCOUNT", ("account", "acct", "a/c", "acc ", "checking", "savings"),
+         r"(?:\b(?:checking|savings|current|bank)[ \t]+)?(?:\baccount|\bacct|\ba/c|\bacc(?=[ \t]+(?:no|num|#)))\b"
+         r"|\b(?:checking|savings)\b",
          r"\d{6,17}"),
         ("BANK_ACCOUNT", ("routing", "aba", "rtn", "transit"), r"\b(?:routing|aba|rtn|transit)\b", r"\d{9}"),
-        ("PASSPORT", ("passport",), r"\bpassport\b", r"(?=[A-Z0-9]*\d{5})[A-Z0-9]{6,9}"),
         ("DRIVING_LICENCE", ("licen", "dl"),
          r"\b(?:driv(?:er'?s?|ing)[ \t]+licen[cs]e|licen[cs]e|dl)\b",
-         r"(?=[A-Z0-9\-]*\d{4})[A-Z0-9][A-Z0-9\-]{4,18}[A-Z0-9]"),
+         r"(?:[A-Z][ \t]?)?\d{3}(?:[ \t]\d{3}){2,4}|(?=(?:[A-Z\-]*\d){4})[A-Z0-9][A-Z0-9\-]{4,18}[A-Z0-9]"),
         ("POSTCODE", ("post", "zip", "plz"), r"\b(?:post[ \t]?code|postal[ \t]+code|zip(?:[ \t]?code)?|plz)\b",
          _UK_POSTCODE + r"|\d{5}(?:-\d{4})?|\d{4}[ \t]?[A-Z]{2}|\d{4}"),
     )
 )
 _SORT_AND_ACCOUNT = re.compile(r"(?<![\w\-])(\d{2}-\d{2}-\d{2})[ \t]*[,/|]?[ \t]*(\d{8})(?!\w)", _A)
 _UK_POSTCODE_ANY = re.compile(r"(?<![\w\-])" + _UK_POSTCODE + r"(?![\w\-])", _A)
+_EIRCODE = re.compile(r"(?<![\w\-])(?:[AC-FHKNPRTV-Y]\d{2}|D6W)[ \t]?(?=[0-9AC-FHKNPRTV-Y]*\d)[0-9AC-FHKNPRTV-Y]{4}"
+                      r"(?![\w\-])", _A)
 _UK_POSTCODE_LOWER = re.compile(r"(?<![\w\-])" + _UK_POSTCODE.replace("[ \\t]?", "[ \\t]") + r"(?![\w\-])",
                                 _A | re.IGNORECASE)
 _US_ZIP = re.compile(r"\b(?:" + "|".join(_US_STATES) + r")[ \t]+(\d{5}(?:-\d{4})?)(?![\w\-])", _A)
 # After an address: "75008 Paris", "10115 Berlin", "1012 AB Amsterdam", "D-80331 München".
-_EU_POSTCODE = re.compile(r"(?<![\w\-])((?:[A-Z]{1,2}-)?\d{4,5}(?:[ \t][A-Z]{2})?)(?=[ \t]+[A-ZÀ-Ý][a-zà-ÿ])")
+_EU_POSTCODE = re.compile(r"(?<![\w\-])((?:[A-Z]{1,2}-)?\d{4,5}(?:[ \t][A-Z]{2})?|\d\d-\d{3})"
+                          r"(?=[ \t]+[A-ZÀ-Ý][a-zà-ÿ]|[ \t]*(?:\n|$|[.,;](?:\s|$)))")
 _UK_LICENCE = re.compile(r"(?<![A-Z0-9])[A-Z9]{5}\d[0156]\d{4}[A-Z9]{2}\d[A-Z]{2}(?![A-Z0-9])", _A)
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = re.compile(r"(?<![\w.])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?![\w.]|\.\d)",
+_IPV4 = re.compile(r"(?<![\w.])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?!\w|\.\d)",
                    _A)
 _IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])", _A)
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'`]+", _A | re.IGNORECASE)
 _URL_PERSONAL = re.compile(
-    r"(?i)[?&#;](?:[\w\-]*(?:token|key|sig|signature|session|sid|auth|code|otp|email|user|uid|id|reset|invite|"
-    r"magic|login|secret|pass|account|acct|phone))[\w\-]*=[^&#\s]{4,}"
+    r"(?i)[?&#;](?:[\w\-]*(?:token|key|sig|signature|session|sid|auth|code|otp|email|mail|user|uid|id|reset|invite|"
+    r"magic|login|secret|pass|account|acct|phone|name|dob|birth|address|postcode|zip))[\w\-]*=[^&#\s]{4,}"
+    r"|[?&#;][\w\-]+=[^&#\s]*(?:@|%40)"  # an e-mail address in any parameter
+    r"|[?&#;][\w\-]+=(?=[^&#\s]*\d)(?=[^&#\s]*[A-Za-z])[A-Za-z0-9_\-.~%+/]{12,}"  # a long opaque value
+    r"|/(?:join|invite|reset|verify|confirm|magic|activate|unsubscribe|share|s|l|t)/(?=[A-Za-z0-9_\-]*\d)"
+    r"(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{8,}"
     r"|/(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{20,}(?:/|$)", _A)
 _ABA_WEIGHTS: Final = (3, 7, 1, 3, 7, 1, 3, 7, 1)
 
@@ -503,6 +558,27 @@ def _labelled(text: str, lower: str, kinds: tuple[str, ...]) -> Iterator[Span]:
             yield m.span(1)
 
 
+_PASSPORT_LABEL = re.compile(r"(?i)\bpassports?\b")
+_PASSPORT_VALUE = re.compile(r"(?<![\w\-/#])(?=(?:[A-Z]*\d){2})[A-Z0-9]{6,9}(?![\w\-/])", _A)
+_NOT_DOCUMENT_BEFORE = re.compile(r"(?i)(?:order|ref|reference|ticket|case|invoice|claim|booking|flight|"
+                                  r"train|seat|room|policy|no\.?[ \t]*of|#)[ \t:]*\Z")
+_SENTENCE_END = re.compile(r"(?i)(?<!\bno)(?<!\bnr)(?<!\bnum)[.!?](?=\s)|\n")
+
+
+def _passports(text: str) -> Iterator[Span]:
+    """Document numbers in the rest of the sentence after "passport": "passport I travel on is M2846137",
+    "Passports for booking FAM-2201: 488839667, 22RT48106"."""
+    if "assport" not in text:
+        return
+    for m in _PASSPORT_LABEL.finditer(text):
+        end = _SENTENCE_END.search(text, m.end() + 1)
+        stop = min(m.end() + 120, end.start() if end else len(text))
+        for v in _PASSPORT_VALUE.finditer(text, m.end(), stop):
+            if not v.group().isalpha() and not _NOT_DOCUMENT_BEFORE.search(text, max(0, v.start() - 14),
+                                                                           v.start()):
+                yield v.span()
+
+
 def _dobs(text: str) -> Iterator[Span]:
     return _labelled(text, text.lower(), ("DOB",))
 
@@ -518,7 +594,8 @@ def _bank_accounts(text: str) -> Iterator[Span]:
 def _documents(text: str) -> Iterator[Span]:
     """Passport numbers and driving licences (UK licences by their format, others after their label)."""
     yield from (m.span() for m in _UK_LICENCE.finditer(text))
-    yield from _labelled(text, text.lower(), ("PASSPORT", "DRIVING_LICENCE"))
+    yield from _passports(text)
+    yield from _labelled(text, text.lower(), ("DRIVING_LICENCE",))
 
 
 def _ips(text: str) -> Iterator[Span]:
@@ -565,6 +642,8 @@ _ADDRESS_EU = re.compile(
     r"(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai)"
     r"(?:[ \t]+[\w'’\-]+){1,5}"
     r"|\b(?:calle|carrer|avenida|via|viale|piazza|rua)(?:[ \t]+[\w'’\-]+){1,4}?,?[ \t]+\d{1,4}[a-z]?\b"
+    r"|\b(?:ul|al|os|pl)\.[ \t]*[A-ZĄĆĘŁŃÓŚŹŻ][\w\-]*(?:[ \t]+[A-ZĄĆĘŁŃÓŚŹŻ][\w\-]*){0,3}[ \t]+"
+    r"\d{1,4}[a-z]?(?:/\d{1,4})?\b"
     r"|\b[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|gracht|laan|straat)[ \t]+"
     r"\d{1,4}[a-z]?\b", re.IGNORECASE)
 _NOT_STREET_NAMES: Final = frozenset({"the", "of", "my", "a", "your", "our", "this", "that", "in", "on", "at", "for",
@@ -587,6 +666,7 @@ def _postcodes(text: str) -> Iterator[Span]:
     after = list(_addresses(text)) if any(c.isdigit() for c in text) else []
     yield from (m.span() for m in _UK_POSTCODE_ANY.finditer(text))
     yield from (m.span() for m in _UK_POSTCODE_LOWER.finditer(text))
+    yield from (m.span() for m in _EIRCODE.finditer(text))
     yield from (m.span(1) for m in _US_ZIP.finditer(text))
     yield from _labelled(text, lower, ("POSTCODE",))
     for _, end in after:  # EU postcodes right after a street address
@@ -600,14 +680,16 @@ _W = r"[^\W\d_][\w'’\-]*"  # a word starting with a letter (any script)
 _PARTICLES: Final = frozenset({"de", "da", "di", "van", "von", "der", "den", "del", "la", "le", "bin", "binti", "al",
                                "el", "ben", "dos", "du", "ter", "ibn", "mac"})
 _NOT_NAMES: Final = frozenset({
-    "a", "account", "admin", "advance", "afternoon", "again", "all", "also", "am", "amex", "an", "and", "bank",
-    "best", "both", "but", "can", "card", "cheers", "could", "customer", "customers", "dear", "department", "dept",
-    "desk", "evening", "everyone", "faithfully", "folks", "fraud", "friend", "friends", "from", "fwd", "guys", "has",
-    "have", "hello", "help", "helpdesk", "here", "hey", "hi", "i", "in", "is", "just", "kind", "login", "madam",
-    "madame", "maestro", "manager", "mastercard", "mate", "morning", "much", "my", "no", "not", "now", "ok", "okay",
-    "or", "password", "paypal", "pin", "please", "question", "re", "regards", "sent", "service", "services",
-    "sincerely", "sir", "so", "sorry", "still", "support", "team", "thank", "thanks", "the", "there", "ticket",
-    "today", "tomorrow", "truly", "urgent", "visa", "was", "will", "world", "would", "yes", "you", "your", "yours"
+    "a", "account", "accounts", "admin", "advance", "afternoon", "again", "all", "also", "am", "amex", "an", "and",
+    "bank", "best", "billing", "both", "but", "can", "card", "cheers", "claims", "could", "customer", "customers",
+    "damen", "dear", "department", "dept", "desk", "driver", "e-mail", "email", "evening", "everyone", "faithfully",
+    "finance", "folks", "fraud", "friend", "friends", "from", "fwd", "gift", "guys", "has", "have", "hello", "help",
+    "helpdesk", "here", "herren", "hey", "hi", "hr", "i", "i'd", "i'll", "i'm", "i've", "in", "is", "just", "kind",
+    "login", "madam", "madame", "maestro", "manager", "mastercard", "mate", "morning", "much", "my", "no", "not",
+    "now", "office", "ok", "okay", "operations", "or", "password", "paypal", "pin", "please", "question", "re",
+    "reception", "regards", "sales", "sent", "service", "services", "sincerely", "sir", "so", "sorry", "still",
+    "support", "team", "thank", "thanks", "the", "there", "ticket", "today", "tomorrow", "truly", "urgent", "visa",
+    "was", "will", "world", "would", "yes", "you", "your", "yours"
 })
 # Capitalised words that start sentences and never start a name: a text whose capitalised words are all
 # here (or in _NOT_NAMES) skips the NER model, which finds names by their capital letters. Most tickets
@@ -640,12 +722,32 @@ _SIGNOFF = re.compile(
     r"(?:kind|best|warm|warmest)[ \t]+(?:regards|wishes)|regards|best|cheers|sincerely|yours(?:[ \t]+(?:sincerely|"
     r"faithfully|truly))?|respectfully|ta)\b[ \t]*[,.!\-–—]*[ \t]*(\n[ \t]*)?(" + _W + r"(?:[ \t]+" + _W + r"){0,3})"
     r"[ \t]*(?=[,.\n]|$)")
-_SAID_NAME = re.compile(r"(?i)\b(my[ \t]+name[ \t]+is|my[ \t]+name's|name[ \t]*:|i[ \t]+am|i'm|this[ \t]+is|it's|"
+_SAID_NAME = re.compile(r"(?i)\b(my[ \t]+name[ \t]+is|my[ \t]+name's|name[ \t]*:|i[ \t]+am|i'm|this[ \t]+is|"
+                        r"it['’]?s[ \t]+me|it's|"
                         r"signed|from[ \t]*:|spoke[ \t]+(?:to|with)|talked[ \t]+to|speaking[ \t]+to|agent|advisor|"
                         r"adviser|colleague|(?:mr|mrs|ms|miss|mx|dr|prof)\.?)[ \t]+(" + _W + r"(?:[ \t]+" + _W +
                         r"){0,3})")
 _BEFORE_EMAIL = re.compile(r"(" + _W + r"(?:[ \t]+" + _W + r"){0,3})[ \t]*[<(\[][^\s<>()@]+@")
-_LOWER_OK: Final = ("my name", "name:", "name :", "signed")
+_LOWER_OK: Final = ("my name", "name:", "name :", "signed", "it's me", "its me", "it’s me")
+_RELATIVE = re.compile(
+    r"(?i)\b(?:my|our|her|his|their)[ \t]+(?:son|daughter|husband|wife|partner|mother|mum|mom|father|dad|brother|"
+    r"sister|friend|colleague|boss|landlord|landlady|tenant|child|grandson|granddaughter|grandmother|grandfather|"
+    r"gran|nan|uncle|aunt|cousin|niece|nephew|fianc[ée]e?|flatmate|roommate|carer|assistant|neighbou?r|"
+    r"accountant|lawyer|solicitor)[ \t,]+(" + _W + r"(?:[ \t]+" + _W + r"){0,2})")
+_POSSESSIVE = re.compile(
+    r"\b([A-Z][\w\-]*)['’]s[ \t]+(?:passport|account|card|booking|phone|number|e-?mail|address|husband|wife|son|"
+    r"daughter|mother|father|mum|mom|dad|details|name|licen[cs]e|birthday|date[ \t]+of[ \t]+birth)\b")
+_HERE = re.compile(r"(?i)\A[ \t]*(" + _W + r")[ \t]+here\b")  # "anne-sophie here, ..."
+# A line that starts with a name and then contact details or a payment: "Nkechi Uzo | +234 ...",
+# "Aino Virtanen - FI2112345600000785"; and chat speakers, whose "Name:" label repeats.
+_LINE_LEAD = re.compile(r"(?m)^[ \t>]*([A-Z][\w'’\-]*(?:[ \t]+[A-Z][\w'’\-]*){0,2})[ \t]*(\||[-–—](?=[ \t])|:(?=[ \t]))"
+                        r"([^\n]*)")
+_LAST_LINE = re.compile(r"\n[ \t]*([A-Z][\w'’\-]*(?:[ \t]+[A-Z][\w'’\-]*){0,2})[ \t]*\s*\Z")
+_NOT_LEADS: Final = frozenset({"tel", "phone", "mobile", "email", "e-mail", "fax", "ref", "order", "account", "iban",
+                               "card", "invoice", "total", "amount", "batch", "date", "time", "subject", "to", "cc",
+                               "note", "chat", "status", "reason", "summary", "update", "issue", "priority",
+                               "address", "name", "company", "product", "plan", "case", "ticket", "agent", "bot",
+                               "system", "step", "option", "error", "warning", "item", "qty", "price", "sku"})
 
 
 def _name_words(words: list[str], lowercase_ok: bool) -> int:
@@ -696,6 +798,24 @@ def _names_by_context(text: str) -> Iterator[Span]:
         value = " ".join(m.group(2).split()[:2]) if lowercase_ok and m.group(2).islower() else m.group(2)
         if (span := _name_span(text, m.start(2), value, lowercase_ok)) is not None:
             yield span
+    for m in _RELATIVE.finditer(text):
+        if (span := _name_span(text, m.start(1), m.group(1), lowercase_ok=False)) is not None:
+            yield span
+    if "'" in text or "’" in text:
+        for m in _POSSESSIVE.finditer(text):
+            if m.group(1).lower() not in _NEVER_NAME_CAPS:
+                yield m.span(1)
+    here = _HERE.match(text)
+    if here is not None and here.group(1).lower() not in _NEVER_NAME_CAPS:
+        yield here.span(1)
+    leads = [m for m in _LINE_LEAD.finditer(text) if m.group(1).split()[0].lower() not in _NEVER_NAME_CAPS | _NOT_LEADS]
+    speakers = Counter(m.group(1) for m in leads if m.group(2) == ":")
+    for m in leads:
+        if speakers[m.group(1)] >= 2 or (m.group(2) != ":" and any(c.isdigit() or c == "@" for c in m.group(3))):
+            yield m.span(1)
+    last = _LAST_LINE.search(text)
+    if last is not None and last.group(1).split()[0].lower() not in _NEVER_NAME_CAPS | _NOT_LEADS:
+        yield last.span(1)
     if "@" in text:
         for m in _BEFORE_EMAIL.finditer(text):  # "Sarah Lee <sarah.lee@...>": capitalised words before the address
             words = list(re.finditer(r"\S+", m.group(1)))
@@ -707,11 +827,23 @@ def _names_by_context(text: str) -> Iterator[Span]:
                 yield m.start(1) + words[first].start(), m.start(1) + words[-1].end()
 
 
+# What the model reads as a person but the words around say is a place, a product or a company:
+# "in Norwich", "My bank is Santander", "browser Chrome", "Insights Pro", "Roaming Add-on".
+_PLACE_OR_THING_BEFORE = re.compile(r"(?i)\b(?:in|at|near|is|browser|using|via|with[ \t]+the|the|app)[ \t]+\Z")
+_PRODUCT_WORDS: Final = frozenset({"pro", "plus", "premium", "max", "lite", "mini", "ultra", "app", "edition",
+                                   "basic", "business", "enterprise", "add", "add-on", "addon"})
+
+
 def _clean_person(text: str, span: Span) -> Span | None:
     """An NER span without trailing punctuation or possessive; None for things that are not names."""
     s, e = span
+    if " " not in text[s:e].strip() and _PLACE_OR_THING_BEFORE.search(text, max(0, s - 12), s):
+        return None
     while e > s and not text[e - 1].isalnum():
         e -= 1
+    if e <= s or text[e : e + 1] == "-" and text[e + 1 : e + 2].islower() \
+            or text[s:e].split()[-1].lower() in _PRODUCT_WORDS:  # a word cut in two ("Add-on"), a product
+        return None
     if text[e - 2 : e] in ("'s", "’s"):
         e -= 2
     while (m := re.match(r"(\w+)\W+", text[s:e])) and m.group(1).lower() in _NOT_NAMES:  # "Cheers Priya"
@@ -731,13 +863,14 @@ _DETECTORS: Final[tuple[tuple[str, Callable[[str], Iterator[Span]], int, int], .
     ("SECRET", _secrets_known, 0, 15),
     ("URL", _urls, 0, 10),
     ("SECRET", _secrets_kv, 0, 0),
+    ("SECRET", _secrets_labelled, 0, 0),
     ("EMAIL", _emails, 0, 0),
     ("IBAN", _ibans, 6, 0),
     ("SSN", _ssns, 9, 0),
     ("NINO", _ninos, 6, 0),
     ("CARD", _cards, 13, 0),
     ("DRIVING_LICENCE", lambda t: (s for s in _documents(t) if _UK_LICENCE.match(t, s[0])), 7, 16),
-    ("PASSPORT", lambda t: _labelled(t, t.lower(), ("PASSPORT",)), 5, 0),
+    ("PASSPORT", _passports, 2, 0),
     ("DRIVING_LICENCE", lambda t: _labelled(t, t.lower(), ("DRIVING_LICENCE",)), 4, 0),
     ("BANK_ACCOUNT", _bank_accounts, 6, 0),
     ("DOB", _dobs, 2, 0),

@@ -212,7 +212,7 @@ class Values:
                              "Password: forgotten", "state-of-the-art-customer-service-experience",
                              "internationalisation_and_localisation_settings", "secret: none"])
         else:
-            text = r.choice([f"PIN {d(4)}", f"code {d(6)}", f"ext. {d(4)}", f"3 x {r.randint(100, 999)} ml",
+            text = r.choice([f"error code {d(4)}", f"ext. {d(4)}", f"3 x {r.randint(100, 999)} ml",
                              f"room {d(3)}", f"{r.randint(2, 99)} days"])
         return kind, text
 

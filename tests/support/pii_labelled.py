@@ -26,23 +26,15 @@ KEEP_MIN = 0.95
 class Labelled:
     id: str
     text: str
-    pii: list[tuple[str, str]]
+    pii: list[tuple[str, int, int]]  # (type, start, end) character offsets
     keep: list[str]
 
 
 def load(split: str) -> list[Labelled]:
     """The `dev` (for tuning) or `test` (held out) split."""
     rows = [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    return [Labelled(r["id"], r["text"], [(p["type"], p["value"]) for p in r["pii"]], list(r.get("keep", [])))
-            for r in rows]
-
-
-def _occurrences(text: str, value: str) -> list[tuple[int, int]]:
-    out, i = [], text.find(value)
-    while i >= 0:
-        out.append((i, i + len(value)))
-        i = text.find(value, i + 1)
-    return out
+    return [Labelled(r["id"], r["text"], [(p["type"], p["start"], p["end"]) for p in r["spans"]],
+                     list(r.get("facts", []))) for r in rows]
 
 
 def _covered(text: str, span: tuple[int, int], masks: list[tuple[int, int]]) -> bool:
@@ -68,21 +60,19 @@ def score(tickets: list[Labelled]) -> dict[str, Any]:
 
     for ticket, found, result in zip(tickets, found_all, masked, strict=True):
         spans = [(f.start, f.end) for f in found]
-        planted = [(k, s) for k, v in ticket.pii for s in _occurrences(ticket.text, v)]
-        for k, value in ticket.pii:
+        for k, start, end in ticket.pii:
             c = kind(k)
             c["planted"] += 1
-            occ = _occurrences(ticket.text, value)
-            if all(_covered(ticket.text, s, spans) for s in occ):
+            if _covered(ticket.text, (start, end), spans):
                 c["caught"] += 1
             else:
-                missed.setdefault(k, []).append(f"{ticket.id}: {value!r}")
+                missed.setdefault(k, []).append(f"{ticket.id}: {ticket.text[start:end]!r}")
             typed = [(f.start, f.end) for f in found if f.type == k]
-            c["caught_as_type"] += all(_covered(ticket.text, s, typed) for s in occ)
+            c["caught_as_type"] += _covered(ticket.text, (start, end), typed)
         for f in found:
             c = kind(f.type)
             c["found"] += 1
-            if any(s < f.end and f.start < e for _, (s, e) in planted):
+            if any(s < f.end and f.start < e for _, s, e in ticket.pii):
                 c["true_pos"] += 1
             else:
                 false_pos.setdefault(f.type, []).append(f"{ticket.id}: {f.value!r}")
