@@ -410,7 +410,7 @@ _WORD_SECRET_LABEL = re.compile(
 _SHORT_SECRET_VALUE = re.compile(r"(?<![\w.,/:\-£$€#])(\d{4,8}|\d{3}[ \-]\d{3})(?![\w/%]|[.,:\-]\d)", _A)
 _WORD_SECRET_VALUE = (r"[ \t]*[\"'“]?([^\s\"'”,;<>`]{4,64}?)[\"'”]?(?=[\s,;]|[.!?](?:\s|$)|$)")
 _WORD_SECRET_NEXT = re.compile(_WORD_SECRET_VALUE)  # "password Winter2026!Ops"
-_WORD_SECRET_SAID = re.compile(r"(?:[:=]|\b(?:is|was|to|as)\b)" + _WORD_SECRET_VALUE)  # "... you set is X"
+_WORD_SECRET_SAID = re.compile(r"(?:[:=,]|\b(?:is|was|to|as)\b)" + _WORD_SECRET_VALUE)  # "... you set is X"
 _NOT_SHORT_SECRET_BEFORE = re.compile(r"(?i)(?:order|ref|reference|ticket|case|invoice|claim|booking|no\.?|#|"
                                       r"version|v|model|room|flight|year|since|in|on|by|until|of)[ \t]*\Z")
 _WORD_NOT_SECRET: Final = frozenset({"reset", "changed", "wrong", "incorrect", "expired", "locked", "blocked",
@@ -523,6 +523,7 @@ _US_ZIP = re.compile(r"\b(?:" + "|".join(_US_STATES) + r")[ \t]+(\d{5}(?:-\d{4})
 # After an address: "75008 Paris", "10115 Berlin", "1012 AB Amsterdam", "D-80331 München".
 _EU_POSTCODE = re.compile(r"(?<![\w\-])((?:[A-Z]{1,2}-)?\d{4,5}(?:[ \t][A-Z]{2})?|\d\d-\d{3})"
                           r"(?=[ \t]+[A-ZÀ-Ý][a-zà-ÿ]|[ \t]*(?:\n|$|[.,;](?:\s|$)))")
+_US_LICENCE_SHAPE = re.compile(r"(?<![\w\-])[A-Z]\d{3}-\d{3,4}-\d{2,4}(?:-\d{2,3})?(?:-\d)?(?![\w\-])", _A)
 _UK_LICENCE = re.compile(r"(?<![A-Z0-9])[A-Z9]{5}\d[0156]\d{4}[A-Z9]{2}\d[A-Z]{2}(?![A-Z0-9])", _A)
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(r"(?<![\w.])(?:" + _OCTET + r"\.){3}" + _OCTET + r"(?!\w|\.\d)",
@@ -558,6 +559,10 @@ def _labelled(text: str, lower: str, kinds: tuple[str, ...]) -> Iterator[Span]:
             yield m.span(1)
 
 
+_LICENCE_LABEL = re.compile(r"(?i)\b(?:licen[cs]es?|dl)\b")
+_LICENCE_VALUE = re.compile(r"(?<![\w\-/#£$€])(?:[A-Z][ \t]?)?\d{3}(?:[ \t]\d{3}){2,4}(?![\w\-])"
+                            r"|(?<![\w\-/#£$€])(?![A-Z]{2,}-)(?=(?:[A-Z\-]*\d){5})[A-Z][A-Z0-9\-]{5,18}[0-9]"
+                            r"(?![\w\-])", _A)
 _PASSPORT_LABEL = re.compile(r"(?i)\bpassports?\b")
 _PASSPORT_VALUE = re.compile(r"(?<![\w\-/#])(?=(?:[A-Z]*\d){2})[A-Z0-9]{6,9}(?![\w\-/])", _A)
 _NOT_DOCUMENT_BEFORE = re.compile(r"(?i)(?:order|ref|reference|ticket|case|invoice|claim|booking|flight|"
@@ -571,7 +576,8 @@ def _passports(text: str) -> Iterator[Span]:
     if "assport" not in text:
         return
     for m in _PASSPORT_LABEL.finditer(text):
-        end = _SENTENCE_END.search(text, m.end() + 1)
+        first = _SENTENCE_END.search(text, m.end() + 1)
+        end = _SENTENCE_END.search(text, first.end()) if first and text[first.start()] != "\n" else first
         stop = min(m.end() + 120, end.start() if end else len(text))
         for v in _PASSPORT_VALUE.finditer(text, m.end(), stop):
             if not v.group().isalpha() and not _NOT_DOCUMENT_BEFORE.search(text, max(0, v.start() - 14),
@@ -595,7 +601,20 @@ def _documents(text: str) -> Iterator[Span]:
     """Passport numbers and driving licences (UK licences by their format, others after their label)."""
     yield from (m.span() for m in _UK_LICENCE.finditer(text))
     yield from _passports(text)
-    yield from _labelled(text, text.lower(), ("DRIVING_LICENCE",))
+    yield from _licences(text)
+
+
+def _licences(text: str) -> Iterator[Span]:
+    lower = text.lower()
+    yield from _labelled(text, lower, ("DRIVING_LICENCE",))
+    if "licen" in lower or "driv" in lower or "dl" in lower:
+        yield from (m.span() for m in _US_LICENCE_SHAPE.finditer(text))
+        for m in _LICENCE_LABEL.finditer(text):
+            end = text.find("\n", m.end())
+            for v in _LICENCE_VALUE.finditer(text, m.end(), min(m.end() + 80, end if end >= 0 else len(text))):
+                if not _NOT_DOCUMENT_BEFORE.search(text, max(0, v.start() - 14), v.start()):
+                    yield v.span()
+                    break
 
 
 def _ips(text: str) -> Iterator[Span]:
@@ -628,8 +647,11 @@ _STREET_WORDS = ("street|st|road|rd|avenue|ave|lane|ln|drive|dr|close|way|court|
 _UNIT = r"(?:(?:flat|apt|apartment|unit|suite|ste|floor|room)\.?[ \t]*#?[ \t]*\w{1,5},?[ \t]+)"
 _UNIT_AFTER = r"(?:,?[ \t]+(?:flat|apt|apartment|unit|suite|ste|#)\.?[ \t]*#?[ \t]*\w{1,5}(?![\w\-]))?"
 _NAME_WORD = r"(?:[A-Z][A-Za-z'’\-]*\.?|\d{1,3}(?:st|nd|rd|th)|[NSEW]\.?|of|the|de|la|du)"
+_BUILDING = (r"(?:(?:[A-Z][\w'’\-]*[ \t]+){1,3}(?:house|court|building|tower|lodge|mansions|apartments|block|hall|"
+             r"centre|center|cottage|farm),?[ \t]+)")
 _ADDRESS = re.compile(
-    r"(?<![\w/.\-£$€])" + _UNIT + r"?\d{1,5}[A-Za-z]?(?:[\-–/]\d{1,5}[A-Za-z]?)?,?[ \t]+"
+    r"(?<![\w/.\-£$€])(?:" + _UNIT + _BUILDING + r"?(?:\d{1,5}[A-Za-z]?,?[ \t]+)?|"
+    r"\d{1,5}[A-Za-z]?(?:[\-–/]\d{1,5}[A-Za-z]?)?,?[ \t]+)"
     r"(?:" + _NAME_WORD + r"[ \t]+){1,4}"
     r"(?:" + _STREET_WORDS + r")\b\.?" + _UNIT_AFTER, re.IGNORECASE)
 # Lower-case addresses only with an unambiguous street type ("12 baker street").
@@ -641,7 +663,11 @@ _ADDRESS_EU = re.compile(
     r"(?<![\w/.\-])\d{1,4}(?:[ \t]?(?:bis|ter))?,?[ \t]+"
     r"(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai)"
     r"(?:[ \t]+[\w'’\-]+){1,5}"
-    r"|\b(?:calle|carrer|avenida|via|viale|piazza|rua)(?:[ \t]+[\w'’\-]+){1,4}?,?[ \t]+\d{1,4}[a-z]?\b"
+    r"|\b(?:calle|carrer|avenida|via|viale|piazza|rua|rue|avenue|boulevard|place)(?:[ \t]+[\w'’\-]+){1,4}?,?[ \t]+"
+    r"\d{1,4}[a-z]?\b"
+    r"|\b[A-ZÄÖÜ][\wäöüß\-]*[ \t]+(?:straße|strasse|str\.|allee|weg|platz|gasse|ring|damm|ufer|chaussee)[ \t]+"
+    r"\d{1,4}[a-z]?\b"
+    r"|(?<![\w\-])\d{1,4}-\d{1,4}-\d{1,4}[ \t]+(?-i:[A-Z][a-z]+)\b"  # Japanese "2-11-3 Meguro"
     r"|\b(?:ul|al|os|pl)\.[ \t]*[A-ZĄĆĘŁŃÓŚŹŻ][\w\-]*(?:[ \t]+[A-ZĄĆĘŁŃÓŚŹŻ][\w\-]*){0,3}[ \t]+"
     r"\d{1,4}[a-z]?(?:/\d{1,4})?\b"
     r"|\b[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|gracht|laan|straat)[ \t]+"
@@ -654,7 +680,7 @@ def _addresses(text: str) -> Iterator[Span]:
     for pattern in (_ADDRESS, _ADDRESS_LOWER, _ADDRESS_EU):
         for m in pattern.finditer(text):
             words = m.group().split()
-            if pattern is not _ADDRESS_EU and words[1].lower().strip(",") in _NOT_STREET_NAMES:
+            if pattern is not _ADDRESS_EU and len(words) > 1 and words[1].lower().strip(",") in _NOT_STREET_NAMES:
                 continue
             if pattern is _ADDRESS and not any(w[:1].isupper() for w in words[1:]):
                 continue  # "2 cards on the way": a street name is capitalised
@@ -677,19 +703,23 @@ def _postcodes(text: str) -> Iterator[Span]:
 
 # --- Person names: the NER model's PERSON spans, plus context rules ------------------------------------
 _W = r"[^\W\d_][\w'’\-]*"  # a word starting with a letter (any script)
+_CAPW = r"[A-ZÀ-ÞĀ-Ž][^\W\d_]*(?:['’\-][^\W\d_]+)*"  # a capitalised word of letters ("O'Brien", "Jean-Luc")
 _PARTICLES: Final = frozenset({"de", "da", "di", "van", "von", "der", "den", "del", "la", "le", "bin", "binti", "al",
                                "el", "ben", "dos", "du", "ter", "ibn", "mac"})
 _NOT_NAMES: Final = frozenset({
     "a", "account", "accounts", "admin", "advance", "afternoon", "again", "all", "also", "am", "amex", "an", "and",
-    "bank", "best", "billing", "both", "but", "can", "card", "cheers", "claims", "could", "customer", "customers",
-    "damen", "dear", "department", "dept", "desk", "driver", "e-mail", "email", "evening", "everyone", "faithfully",
-    "finance", "folks", "fraud", "friend", "friends", "from", "fwd", "gift", "guys", "has", "have", "hello", "help",
-    "helpdesk", "here", "herren", "hey", "hi", "hr", "i", "i'd", "i'll", "i'm", "i've", "in", "is", "just", "kind",
-    "login", "madam", "madame", "maestro", "manager", "mastercard", "mate", "morning", "much", "my", "no", "not",
-    "now", "office", "ok", "okay", "operations", "or", "password", "paypal", "pin", "please", "question", "re",
-    "reception", "regards", "sales", "sent", "service", "services", "sincerely", "sir", "so", "sorry", "still",
-    "support", "team", "thank", "thanks", "the", "there", "ticket", "today", "tomorrow", "truly", "urgent", "visa",
-    "was", "will", "world", "would", "yes", "you", "your", "yours"
+    "bank", "best", "billing", "bitte", "bonjour", "both", "but", "can", "card", "care", "cheers", "claims",
+    "cordialement", "could", "customer", "customers", "damen", "danke", "dear", "dear,", "department", "dept", "desk",
+    "dr", "driver", "e-mail", "email", "evening", "everyone", "faithfully", "finance", "folks", "fraud", "friend",
+    "friends", "from", "fwd", "gift", "gracias", "greetings", "grüsse", "grüße", "guys", "hallo", "has", "have",
+    "hello", "help", "helpdesk", "here", "herren", "hey", "hi", "hiya", "hola", "hr", "i", "i'd", "i'll", "i'm",
+    "i've", "in", "is", "just", "kind", "kundennummer", "login", "madam", "madame", "maestro", "manager",
+    "mastercard", "mate", "mein", "merci", "mfg", "miss", "morning", "mr", "mrs", "ms", "much", "mx", "my", "name",
+    "no", "not", "now", "office", "ok", "okay", "operations", "or", "password", "paypal", "pin", "please", "prof",
+    "professor", "question", "re", "reception", "regards", "regards,", "sales", "saludos", "sent", "service",
+    "services", "sincerely", "sir", "so", "sorry", "still", "support", "team", "thank", "thanks", "thankyou", "the",
+    "there", "ticket", "today", "tomorrow", "truly", "urgent", "visa", "was", "will", "world", "would", "yes", "you",
+    "your", "yours"
 })
 # Capitalised words that start sentences and never start a name: a text whose capitalised words are all
 # here (or in _NOT_NAMES) skips the NER model, which finds names by their capital letters. Most tickets
@@ -723,6 +753,8 @@ _SIGNOFF = re.compile(
     r"faithfully|truly))?|respectfully|ta)\b[ \t]*[,.!\-–—]*[ \t]*(\n[ \t]*)?(" + _W + r"(?:[ \t]+" + _W + r"){0,3})"
     r"[ \t]*(?=[,.\n]|$)")
 _SAID_NAME = re.compile(r"(?i)\b(my[ \t]+name[ \t]+is|my[ \t]+name's|name[ \t]*:|i[ \t]+am|i'm|this[ \t]+is|"
+                        r"t\.n\.v\.|a/n|account[ \t]+name|payable[ \t]+to|beneficiary|attn:?|attention:?|c/o|"
+                        r"cardholder|contact|customer|caller|"
                         r"it['’]?s[ \t]+me|it's|"
                         r"signed|from[ \t]*:|spoke[ \t]+(?:to|with)|talked[ \t]+to|speaking[ \t]+to|agent|advisor|"
                         r"adviser|colleague|(?:mr|mrs|ms|miss|mx|dr|prof)\.?)[ \t]+(" + _W + r"(?:[ \t]+" + _W +
@@ -737,12 +769,19 @@ _RELATIVE = re.compile(
 _POSSESSIVE = re.compile(
     r"\b([A-Z][\w\-]*)['’]s[ \t]+(?:passport|account|card|booking|phone|number|e-?mail|address|husband|wife|son|"
     r"daughter|mother|father|mum|mom|dad|details|name|licen[cs]e|birthday|date[ \t]+of[ \t]+birth)\b")
-_HERE = re.compile(r"(?i)\A[ \t]*(" + _W + r")[ \t]+here\b")  # "anne-sophie here, ..."
+_HERE = re.compile(r"\A[ \t]*(" + _W + r"(?:[ \t]+" + _CAPW + r"){0,2})[ \t]+(?i:here)\b")  # "anne-sophie here"
+# "this is ahmed from flat 3", "I'm Ming from IT" (lower case only after "this is")
+_THIS_IS_FROM = re.compile(r"(?i:\b(this[ \t]+is|it'?s|i[ \t]+am|i'm))[ \t]+([^\W\d_][\w'’\-]*)"
+                           r"(?=[ \t]+(?i:from|here|speaking|calling)\b)")
+_DASH_SIGNATURE = re.compile(r"[ \t][-–—][ \t]*(" + _CAPW + r"(?:[ \t]+" + _CAPW + r"){0,3})[ \t]*\Z")
+_FINAL_NAME = re.compile(r"[.!][ \t]+(" + _CAPW + r")[ \t]*\Z")  # "... is attached. Rahul"
+_LOWER_GREETING = re.compile(r"(?im)(?:^|(?<=[.!?]\s))[ \t>]*(?:hi|hello|hey|dear)[ \t]+([a-z][\w'’\-]*)[ \t]*[,!]")
+_LOWER_SIGNOFF = re.compile(r"(?i)\b(?:thanks|thank[ \t]+you|cheers|regards|ta|thx)[ \t,]+([a-z][\w'’\-]*)[ \t.!]*\Z")
 # A line that starts with a name and then contact details or a payment: "Nkechi Uzo | +234 ...",
 # "Aino Virtanen - FI2112345600000785"; and chat speakers, whose "Name:" label repeats.
-_LINE_LEAD = re.compile(r"(?m)^[ \t>]*([A-Z][\w'’\-]*(?:[ \t]+[A-Z][\w'’\-]*){0,2})[ \t]*(\||[-–—](?=[ \t])|:(?=[ \t]))"
+_LINE_LEAD = re.compile(r"(?m)^[ \t>]*(" + _CAPW + r"(?:[ \t]+" + _CAPW + r"){0,2})[ \t]*(\||[-–—](?=[ \t])|:(?=[ \t]))"
                         r"([^\n]*)")
-_LAST_LINE = re.compile(r"\n[ \t]*([A-Z][\w'’\-]*(?:[ \t]+[A-Z][\w'’\-]*){0,2})[ \t]*\s*\Z")
+_LAST_LINE = re.compile(r"\n[ \t]*(" + _CAPW + r"(?:[ \t]+" + _CAPW + r"){0,2})[ \t]*\s*\Z")
 _NOT_LEADS: Final = frozenset({"tel", "phone", "mobile", "email", "e-mail", "fax", "ref", "order", "account", "iban",
                                "card", "invoice", "total", "amount", "batch", "date", "time", "subject", "to", "cc",
                                "note", "chat", "status", "reason", "summary", "update", "issue", "priority",
@@ -805,6 +844,15 @@ def _names_by_context(text: str) -> Iterator[Span]:
         for m in _POSSESSIVE.finditer(text):
             if m.group(1).lower() not in _NEVER_NAME_CAPS:
                 yield m.span(1)
+    for m in _THIS_IS_FROM.finditer(text):
+        name = m.group(2)
+        if (name[0].isupper() or m.group(1).lower().startswith("this")) and not name.endswith("ing") \
+                and name.lower() not in _NEVER_NAME_CAPS | _NOT_LEADS:
+            yield m.span(2)
+    for pattern in (_LOWER_GREETING, _LOWER_SIGNOFF, _DASH_SIGNATURE, _FINAL_NAME):
+        for m in pattern.finditer(text):
+            if m.group(1).split()[0].lower() not in _NEVER_NAME_CAPS | _NOT_LEADS:
+                yield m.span(1)
     here = _HERE.match(text)
     if here is not None and here.group(1).lower() not in _NEVER_NAME_CAPS:
         yield here.span(1)
@@ -816,6 +864,32 @@ def _names_by_context(text: str) -> Iterator[Span]:
     last = _LAST_LINE.search(text)
     if last is not None and last.group(1).split()[0].lower() not in _NEVER_NAME_CAPS | _NOT_LEADS:
         yield last.span(1)
+    yield from _block_heads(text)
+
+
+_BLOCK_HEAD = re.compile(r"(?:\A|\n[ \t]*\n)[ \t]*(" + _CAPW + r"(?:[ \t]+" + _CAPW + r"){0,3})[ \t]*\n"
+                         r"([^\n]*(?:\n(?![ \t]*\n)[^\n]*){0,3})")
+
+
+_HEADINGS: Final = frozenset({"form", "details", "summary", "receipt", "request", "report", "statement",
+                              "application", "confirmation", "notice", "booking", "information", "info", "log",
+                              "transcript", "customer", "agent", "support", "team", "care", "service", "services"})
+
+
+def _block_heads(text: str) -> Iterator[Span]:
+    """A name heading a contact block ("Matthias Weber\nLindenstraße 17\n50674 Köln") or a short last
+    block ("Declan\nCustomer Care"): the first line of a paragraph, when the lines under it hold digits or
+    an address, or the paragraph ends the text in at most three lines."""
+    if "\n" not in text:
+        return
+    for m in _BLOCK_HEAD.finditer(text):
+        words = [w.lower() for w in m.group(1).split()]
+        if words[0] in _NEVER_NAME_CAPS or any(w in _NOT_LEADS or w in _HEADINGS for w in words) \
+                or words[-1] in _PRODUCT_WORDS:
+            continue
+        rest = m.group(2)
+        if any(c.isdigit() or c == "@" for c in rest) or not text[m.end() :].strip():
+            yield m.span(1)
     if "@" in text:
         for m in _BEFORE_EMAIL.finditer(text):  # "Sarah Lee <sarah.lee@...>": capitalised words before the address
             words = list(re.finditer(r"\S+", m.group(1)))
@@ -831,7 +905,13 @@ def _names_by_context(text: str) -> Iterator[Span]:
 # "in Norwich", "My bank is Santander", "browser Chrome", "Insights Pro", "Roaming Add-on".
 _PLACE_OR_THING_BEFORE = re.compile(r"(?i)\b(?:in|at|near|is|browser|using|via|with[ \t]+the|the|app)[ \t]+\Z")
 _PRODUCT_WORDS: Final = frozenset({"pro", "plus", "premium", "max", "lite", "mini", "ultra", "app", "edition",
-                                   "basic", "business", "enterprise", "add", "add-on", "addon"})
+                                   "basic", "business", "enterprise", "add", "add-on", "addon", "suite", "city",
+                                   "town", "village", "county", "district", "house", "park", "centre", "center",
+                                   "hotel", "airport", "station", "bank", "group", "ltd", "limited", "inc", "llc",
+                                   "gmbh", "plc", "operative", "assistant", "officer", "manager", "ruble",
+                                   "rouble", "dollar", "dollars", "euro", "euros", "pound", "pounds", "yen",
+                                   "franc", "francs", "peso", "pesos", "rupee", "rupees", "krona", "krone",
+                                   "zloty", "lira", "landlord", "landlady", "atm"})
 
 
 def _clean_person(text: str, span: Span) -> Span | None:
@@ -841,6 +921,13 @@ def _clean_person(text: str, span: Span) -> Span | None:
         return None
     while e > s and not text[e - 1].isalnum():
         e -= 1
+    if (cut := re.search(r"[ \t]+[-–—|][ \t]+|\n", text[s:e])) is not None:  # "Piotr Nowak - UK": the name only
+        e = s + cut.start()
+    words = text[s:e].split()
+    if not words or any(w.isupper() and 2 <= len(w) <= 3 for w in words) or words[-1].lower() in _NOT_NAMES \
+            or (not text[s:e].islower() and any(w.islower() and w not in _PARTICLES for w in words)) \
+            or (text[s:e].islower() and (len(words) < 2 or any(len(w) < 3 for w in words))):
+        return None  # "IP", "Login IP", "FibreLink Support", "mein Konto", "reçu la"
     if e <= s or text[e : e + 1] == "-" and text[e + 1 : e + 2].islower() \
             or text[s:e].split()[-1].lower() in _PRODUCT_WORDS:  # a word cut in two ("Add-on"), a product
         return None
@@ -856,12 +943,31 @@ def _clean_person(text: str, span: Span) -> Span | None:
     return s, e
 
 
+def _clean_context_name(text: str, span: Span) -> Span | None:
+    """A span from the context rules, unless it names a team, a product or a place ("FibreLink Support")."""
+    words = text[span[0] : span[1]].lower().split()
+    if not words or words[-1] in _NOT_NAMES or words[-1] in _PRODUCT_WORDS or words[0] in _NEVER_NAME_CAPS:
+        return None
+    return span
+
+
+def _a_town(text: str, s: int, e: int, places: list[tuple[int, int, str]]) -> bool:
+    """Whether a span the model read as a name is the town of an address: right after a street address
+    or right before a postcode ("16 Church Road, Limerick", "Glasgow G12 8QQ", "1070 Wien")."""
+    for a, b, kind in places:
+        if b <= s and not text[b:s].strip(" \t,\n") and (kind == "ADDRESS" or kind == "POSTCODE"):
+            return True
+        if e <= a and not text[e:a].strip(" \t,\n") and kind == "POSTCODE":
+            return True
+    return False
+
+
 # Detectors in priority order (where spans overlap, the earlier one wins), each with what a text must
 # hold for it to find anything (ASCII digits, a whitespace-free word of some length), so that most
 # tickets skip most detectors.
 _DETECTORS: Final[tuple[tuple[str, Callable[[str], Iterator[Span]], int, int], ...]] = (
-    ("SECRET", _secrets_known, 0, 15),
     ("URL", _urls, 0, 10),
+    ("SECRET", _secrets_known, 0, 15),
     ("SECRET", _secrets_kv, 0, 0),
     ("SECRET", _secrets_labelled, 0, 0),
     ("EMAIL", _emails, 0, 0),
@@ -871,7 +977,7 @@ _DETECTORS: Final[tuple[tuple[str, Callable[[str], Iterator[Span]], int, int], .
     ("CARD", _cards, 13, 0),
     ("DRIVING_LICENCE", lambda t: (s for s in _documents(t) if _UK_LICENCE.match(t, s[0])), 7, 16),
     ("PASSPORT", _passports, 2, 0),
-    ("DRIVING_LICENCE", lambda t: _labelled(t, t.lower(), ("DRIVING_LICENCE",)), 4, 0),
+    ("DRIVING_LICENCE", _licences, 4, 0),
     ("BANK_ACCOUNT", _bank_accounts, 6, 0),
     ("DOB", _dobs, 2, 0),
     ("IP", _ips, 2, 0),
@@ -920,9 +1026,18 @@ def _find(text: str, names: list[Span] | None) -> list[PIIMatch]:
         if kind == "PERSON":
             if names is None:
                 continue
+            places = [(f.start, f.end, f.type) for f in found if f.type in ("ADDRESS", "POSTCODE")]
             for span in names:
-                if (clean := _clean_person(text, span)) is not None:
+                if (clean := _clean_person(text, span)) is not None and not _a_town(text, *clean, places):
                     take(kind, *clean)
+            for span in detect(text):
+                if (clean := _clean_context_name(text, span)) is not None:
+                    take(kind, *clean)
+            # A name found once is masked wherever else it occurs, in any case ("Agent (Kofi)" ... "hi kofi").
+            for value in {f.value for f in found if f.type == "PERSON"}:
+                for m in re.finditer(r"(?<![\w'’\-])" + re.escape(value) + r"(?![\w'’\-])", text, re.IGNORECASE):
+                    take(kind, *m.span())
+            continue
         for s, e in detect(text):
             take(kind, s, e)
     found.sort(key=lambda f: f.start)
