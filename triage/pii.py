@@ -864,6 +864,15 @@ def _names_by_context(text: str) -> Iterator[Span]:
     last = _LAST_LINE.search(text)
     if last is not None and last.group(1).split()[0].lower() not in _NEVER_NAME_CAPS | _NOT_LEADS:
         yield last.span(1)
+    if "@" in text:
+        for m in _BEFORE_EMAIL.finditer(text):  # "Sarah Lee <sarah.lee@...>": capitalised words before the address
+            parts = list(re.finditer(r"\S+", m.group(1)))
+            first = len(parts)
+            while first > 0 and parts[first - 1].group()[0].isupper() \
+                    and parts[first - 1].group().lower() not in _NOT_NAMES:
+                first -= 1
+            if first < len(parts):
+                yield m.start(1) + parts[first].start(), m.start(1) + parts[-1].end()
     yield from _block_heads(text)
 
 
@@ -890,15 +899,6 @@ def _block_heads(text: str) -> Iterator[Span]:
         rest = m.group(2)
         if any(c.isdigit() or c == "@" for c in rest) or not text[m.end() :].strip():
             yield m.span(1)
-    if "@" in text:
-        for m in _BEFORE_EMAIL.finditer(text):  # "Sarah Lee <sarah.lee@...>": capitalised words before the address
-            words = list(re.finditer(r"\S+", m.group(1)))
-            first = len(words)
-            while first > 0 and words[first - 1].group()[0].isupper() \
-                    and words[first - 1].group().lower() not in _NOT_NAMES:
-                first -= 1
-            if first < len(words):
-                yield m.start(1) + words[first].start(), m.start(1) + words[-1].end()
 
 
 # What the model reads as a person but the words around say is a place, a product or a company:
