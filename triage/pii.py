@@ -95,6 +95,8 @@ _SECRET_KNOWN: Final[tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]] = tupl
          r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z0-9]{16}\b"),
         (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
         (("github_pat_",), r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
+        (("_",), r"\b[a-z]{2,8}_(?:[a-z]{2,8}_)?(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Z])(?=[A-Za-z0-9]*[a-z])"
+                 r"[A-Za-z0-9]{12,}\b"),
         (("glpat-",), r"\bglpat-[A-Za-z0-9_\-]{20,}"),
         (("xox",), r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
         (("AIza",), r"\bAIza[0-9A-Za-z_\-]{35}"),
@@ -399,19 +401,22 @@ def _secrets_kv(text: str) -> Iterator[Span]:
 # Short secrets named by the words before them: "OTP 902114", "PIN. Was it 7713?", "the code was 3310",
 # "Security word: Marmalade", "password Winter2026!Ops". The value comes within a few words of its label.
 _SHORT_SECRET_LABEL = re.compile(
-    r"(?i)\b(?:pin(?:[ \t]+(?:code|number))?|otp|one[ \-]?time[ \t]+(?:pass)?code|passcode|pass[ \t]+code|"
+    r"(?i)(?<![\w\-])(?:pin(?:[ \t]+(?:code|number))?|otp|one[ \-]?time[ \t]+(?:pass)?code|passcode|pass[ \t]+code|"
     r"(?:verification|security|auth(?:entication|orisation|orization)?|sms|login|access|confirmation|door|"
-    r"lockbox|alarm|gate)[ \t]+code|cvv2?|cvc2?|csc|(?<!error[ \t])(?<!promo[ \t])(?<!discount[ \t])"
+    r"lockbox|alarm|gate|backup|recovery|pac|transfer|porting|2fa|mfa)[ \t]+code|pac|cvv2?|cvc2?|csc|"
+    r"(?<!error[ \t])(?<!promo[ \t])(?<!discount[ \t])"
     r"(?<!voucher[ \t])(?<!tracking[ \t])(?<!postal[ \t])(?<!zip[ \t])(?<!sort[ \t])(?<!country[ \t])(?<!area[ \t])"
-    r"(?<!product[ \t])(?<!reference[ \t])(?<!discount)(?<!qr[ \t])code)\b")
+    r"(?<!product[ \t])(?<!reference[ \t])(?<!discount)(?<!qr[ \t])code)(?![\w\-])")
 _WORD_SECRET_LABEL = re.compile(
     r"(?i)\b(?:password|passphrase|passwd|pwd|security[ \t]+(?:word|answer|phrase)|memorable[ \t]+(?:word|answer|"
-    r"phrase|information)|secret[ \t]+(?:word|answer|question[ \t]+answer))\b")
-_SHORT_SECRET_VALUE = re.compile(r"(?<![\w.,/:\-£$€#])(\d{4,8}|\d{3}[ \-]\d{3})(?![\w/%]|[.,:\-]\d)", _A)
+    r"phrase|information)|secret[ \t]+(?:word|answer|question[ \t]+answer)|security[ \t]+question[ \t]+answer)\b")
+_SHORT_SECRET_VALUE = re.compile(r"(?<![\w.,/:\-£$€#+])(?<!\d )(\d{4,8}|\d{3}(?:[ \-]\d{3}){1,2}|[A-Z]{2,4}\d{4,8}|"
+                                 r"(?=[A-Z0-9\-]*\d)(?=[A-Z0-9\-]*[A-Z])[A-Z0-9]{2,5}(?:-[A-Z0-9]{2,5}){1,3})"
+                                 r"(?![\w/%]|[.,:\-]\d)", _A)
 _WORD_SECRET_VALUE = (r"[ \t]*[\"'“]?([^\s\"'”,;<>`]{4,64}?)[\"'”]?(?=[\s,;]|[.!?](?:\s|$)|$)")
 _WORD_SECRET_NEXT = re.compile(_WORD_SECRET_VALUE)  # "password Winter2026!Ops"
 _WORD_SECRET_SAID = re.compile(r"(?:[:=,]|\b(?:is|was|to|as)\b)" + _WORD_SECRET_VALUE)  # "... you set is X"
-_NOT_SHORT_SECRET_BEFORE = re.compile(r"(?i)(?:order|ref|reference|ticket|case|invoice|claim|booking|no\.?|#|"
+_NOT_SHORT_SECRET_BEFORE = re.compile(r"(?i)\b(?:order|ref|reference|ticket|case|invoice|claim|booking|no\.?|#|"
                                       r"version|v|model|room|flight|year|since|in|on|by|until|of)[ \t]*\Z")
 _WORD_NOT_SECRET: Final = frozenset({"reset", "changed", "wrong", "incorrect", "expired", "locked", "blocked",
                                      "not", "still", "the", "my", "your", "a", "an", "it", "that", "this",
@@ -439,7 +444,7 @@ def _secrets_labelled(text: str) -> Iterator[Span]:
             if not value or value.lower() in _WORD_NOT_SECRET or _PLACEHOLDER.fullmatch(value):
                 continue
             mixed = any(c.isdigit() for c in value) or not value.isalpha() or any(c.isupper() for c in value[1:])
-            if mixed or (named and value[:1].isupper()):
+            if mixed or (named and (value[:1].isupper() or pattern is _WORD_SECRET_SAID)):
                 yield v.start(1), v.start(1) + len(value)  # type: ignore[union-attr]
                 break
 
@@ -486,7 +491,7 @@ def _emails(text: str) -> Iterator[Span]:
 _GAP = (r"(?:[ \t]*(?:[:#=\-–.(]|\bis\b|\bwas\b|\bnumber\b|\bnum\b|\bno\b\.?|\bnr\b|\bcode\b"
         r"|\bending(?:[ \t]+in)?\b))*[ \t]*")
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-_DATE = (r"(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2}"
+_DATE = (r"(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:\d{4}|\d{2})|\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}"
          r"|\d{1,2}(?:st|nd|rd|th)?(?:[ \t]+of)?[ \t]+" + _MONTH + r",?[ \t]+\d{4}"
          r"|" + _MONTH + r"[ \t]+\d{1,2}(?:st|nd|rd|th)?,?[ \t]+\d{4})")
 _US_STATES: Final = (
@@ -498,11 +503,15 @@ _UK_POSTCODE = r"(?:[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?[ \t]?\d[ABD-HJLNP-UW-Z]{2})"
 _LABELLED: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]] = tuple(
     (kind, triggers, re.compile("(?:" + label + ")" + _GAP + "(" + value + r")(?![\w\-/])", _A | re.IGNORECASE))
     for kind, triggers, label, value in (
-        ("DOB", ("born", "dob", "d.o.b", "birth"),
-         r"\b(?:born(?:[ \t]+on)?|dob|d\.o\.b\.?|date[ \t]+of[ \t]+birth|birth[ \t]?date|birthday)\b", _DATE),
-        ("BANK_ACCOUNT", ("sort", "s/c"), r"(?:\bsort[ \t\-]?code|\bs/c)\b", r"\d{2}[ \-]?\d{2}[ \-]?\d{2}"),
+        ("DOB", ("born", "dob", "d.o.b", "birth", "geb", "nacimiento", "naissance", "né", "nascita", "geboorte",
+                 "urodzenia"),
+         r"\b(?:born(?:[ \t]+on)?|dob|d\.o\.b\.?|date[ \t]+of[ \t]+birth|birth[ \t]?date|birthday|geburtsdatum|"
+         r"geb\.|geboren(?:[ \t]+am)?|fecha[ \t]+de[ \t]+nacimiento|date[ \t]+de[ \t]+naissance|n[ée]e?[ \t]+le|"
+         r"data[ \t]+di[ \t]+nascita|geboortedatum|data[ \t]+urodzenia)(?![\w])", _DATE),
+        ("BANK_ACCOUNT", ("sort", "s/c"), r"(?:\bsort(?:[ \t\-]?code)?|\bs/c)\b", r"\d{2}[ \-]?\d{2}[ \-]?\d{2}"),
+        ("BANK_ACCOUNT", ("bsb",), r"\bbsb\b", r"\d{3}[ \-]?\d{3}"),
         ("BANK_ACCOUNT", ("account", "acct", "a/c", "acc ", "checking", "savings"),
-         r"(?:\b(?:checking|savings|current|bank)[ \t]+)?(?:\baccount|\bacct|\ba/c|\bacc(?=[ \t]+(?:no|num|#)))\b"
+         r"(?:\b(?:checking|savings|current|bank)[ \t]+)?(?:\baccount|\bacct|\ba/c|\bacc)\b"
          r"|\b(?:checking|savings)\b",
          r"\d{6,17}"),
         ("BANK_ACCOUNT", ("routing", "aba", "rtn", "transit"), r"\b(?:routing|aba|rtn|transit)\b", r"\d{9}"),
@@ -515,13 +524,16 @@ _LABELLED: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]] = tup
 )
 _SORT_AND_ACCOUNT = re.compile(r"(?<![\w\-])(\d{2}-\d{2}-\d{2})[ \t]*[,/|]?[ \t]*(\d{8})(?!\w)", _A)
 _UK_POSTCODE_ANY = re.compile(r"(?<![\w\-])" + _UK_POSTCODE + r"(?![\w\-])", _A)
+_CA_POSTCODE = re.compile(r"(?<![\w\-])[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z][ \-]?\d[ABCEGHJ-NPRSTV-Z]\d"
+                          r"(?![\w\-])", _A)
 _EIRCODE = re.compile(r"(?<![\w\-])(?:[AC-FHKNPRTV-Y]\d{2}|D6W)[ \t]?(?=[0-9AC-FHKNPRTV-Y]*\d)[0-9AC-FHKNPRTV-Y]{4}"
                       r"(?![\w\-])", _A)
 _UK_POSTCODE_LOWER = re.compile(r"(?<![\w\-])" + _UK_POSTCODE.replace("[ \\t]?", "[ \\t]") + r"(?![\w\-])",
                                 _A | re.IGNORECASE)
 _US_ZIP = re.compile(r"\b(?:" + "|".join(_US_STATES) + r")[ \t]+(\d{5}(?:-\d{4})?)(?![\w\-])", _A)
 # After an address: "75008 Paris", "10115 Berlin", "1012 AB Amsterdam", "D-80331 München".
-_EU_POSTCODE = re.compile(r"(?<![\w\-])((?:[A-Z]{1,2}-)?\d{4,5}(?:[ \t][A-Z]{2})?|\d\d-\d{3})"
+_EU_POSTCODE = re.compile(r"(?<![\w\-])((?:[A-Z]{1,2}-)?\d{4,6}(?:[ \t][A-Z]{2})?|\d\d-\d{3}|\d{3}[ \t]\d{2}"
+                          r"|\d{4}-\d{3}|\d{3}-\d{4})"
                           r"(?=[ \t]+[A-ZÀ-Ý][a-zà-ÿ]|[ \t]*(?:\n|$|[.,;](?:\s|$)))")
 _US_LICENCE_SHAPE = re.compile(r"(?<![\w\-])[A-Z]\d{3}-\d{3,4}-\d{2,4}(?:-\d{2,3})?(?:-\d)?(?![\w\-])", _A)
 _UK_LICENCE = re.compile(r"(?<![A-Z0-9])[A-Z9]{5}\d[0156]\d{4}[A-Z9]{2}\d[A-Z]{2}(?![A-Z0-9])", _A)
@@ -535,6 +547,8 @@ _URL_PERSONAL = re.compile(
     r"magic|login|secret|pass|account|acct|phone|name|dob|birth|address|postcode|zip))[\w\-]*=[^&#\s]{4,}"
     r"|[?&#;][\w\-]+=[^&#\s]*(?:@|%40)"  # an e-mail address in any parameter
     r"|[?&#;][\w\-]+=(?=[^&#\s]*\d)(?=[^&#\s]*[A-Za-z])[A-Za-z0-9_\-.~%+/]{12,}"  # a long opaque value
+    r"|[?&#;][\w\-]+=(?=[^&#\s]*\d)(?=[^&#\s]*[a-z])(?=[^&#\s]*[A-Z])[A-Za-z0-9_\-~%+/]{8,}"  # mixed case
+    r"|/(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[a-z])(?=[A-Za-z0-9_\-]*[A-Z])[A-Za-z0-9_\-]{12,}(?=[/?#]|$)"
     r"|/(?:join|invite|reset|verify|confirm|magic|activate|unsubscribe|share|s|l|t)/(?=[A-Za-z0-9_\-]*\d)"
     r"(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{8,}"
     r"|/(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{20,}(?:/|$)", _A)
@@ -559,11 +573,13 @@ def _labelled(text: str, lower: str, kinds: tuple[str, ...]) -> Iterator[Span]:
             yield m.span(1)
 
 
-_LICENCE_LABEL = re.compile(r"(?i)\b(?:licen[cs]es?|dl)\b")
+_LICENCE_LABEL = re.compile(r"(?i)\b(?:licen[cs]es?|dl|f[üu]hrerschein\w*|permis[ \t]+de[ \t]+conduire|"
+                            r"carn[eé]t?[ \t]+de[ \t]+conducir|patente|rijbewijs)\b")
 _LICENCE_VALUE = re.compile(r"(?<![\w\-/#£$€])(?:[A-Z][ \t]?)?\d{3}(?:[ \t]\d{3}){2,4}(?![\w\-])"
+                            r"|(?<![\w\-/#£$€.,])\d{7,12}(?![\w\-]|[.,]\d)"
                             r"|(?<![\w\-/#£$€])(?![A-Z]{2,}-)(?=(?:[A-Z\-]*\d){5})[A-Z][A-Z0-9\-]{5,18}[0-9]"
                             r"(?![\w\-])", _A)
-_PASSPORT_LABEL = re.compile(r"(?i)\bpassports?\b")
+_PASSPORT_LABEL = re.compile(r"(?i)\b(?:passports?|reisepass|pasaporte|passeport|passaporto|paspoort|paszport)\b")
 _PASSPORT_VALUE = re.compile(r"(?<![\w\-/#])(?=(?:[A-Z]*\d){2})[A-Z0-9]{6,9}(?![\w\-/])", _A)
 _NOT_DOCUMENT_BEFORE = re.compile(r"(?i)(?:order|ref|reference|ticket|case|invoice|claim|booking|flight|"
                                   r"train|seat|room|policy|no\.?[ \t]*of|#)[ \t:]*\Z")
@@ -573,7 +589,7 @@ _SENTENCE_END = re.compile(r"(?i)(?<!\bno)(?<!\bnr)(?<!\bnum)[.!?](?=\s)|\n")
 def _passports(text: str) -> Iterator[Span]:
     """Document numbers in the rest of the sentence after "passport": "passport I travel on is M2846137",
     "Passports for booking FAM-2201: 488839667, 22RT48106"."""
-    if "assport" not in text:
+    if not _PASSPORT_LABEL.search(text):
         return
     for m in _PASSPORT_LABEL.finditer(text):
         first = _SENTENCE_END.search(text, m.end() + 1)
@@ -607,7 +623,7 @@ def _documents(text: str) -> Iterator[Span]:
 def _licences(text: str) -> Iterator[Span]:
     lower = text.lower()
     yield from _labelled(text, lower, ("DRIVING_LICENCE",))
-    if "licen" in lower or "driv" in lower or "dl" in lower:
+    if "licen" in lower or "driv" in lower or "dl" in lower or _LICENCE_LABEL.search(text):
         yield from (m.span() for m in _US_LICENCE_SHAPE.finditer(text))
         for m in _LICENCE_LABEL.finditer(text):
             end = text.find("\n", m.end())
@@ -643,12 +659,13 @@ def _urls(text: str) -> Iterator[Span]:
 # --- Street addresses and postcodes ----------------------------------------------------------------
 _STREET_WORDS = ("street|st|road|rd|avenue|ave|lane|ln|drive|dr|close|way|court|ct|place|pl|crescent|cres|terrace|"
                  "tce|boulevard|blvd|parkway|pkwy|square|sq|hill|gardens|gdns|grove|row|mews|walk|highway|hwy|circle|"
-                 "cir|trail|park|rise|green|parade|esplanade|wharf|quay|plaza|alley|broadway|view|vale|hollow|loop")
-_UNIT = r"(?:(?:flat|apt|apartment|unit|suite|ste|floor|room)\.?[ \t]*#?[ \t]*\w{1,5},?[ \t]+)"
+                 "cir|trail|park|rise|green|parade|esplanade|wharf|quay|plaza|alley|broadway|view|vale|hollow|loop|cottages|"
+                 "yard|wynd|brae|heights|meadows?|approach|causeway|embankment|cross|block")
+_UNIT = r"(?:(?:flat|apt|apartment|unit|suite|ste|floor|room|plot)\.?[ \t]*#?[ \t]*\w{1,5}(?:/\w{1,3})?,?[ \t]+)"
 _UNIT_AFTER = r"(?:,?[ \t]+(?:flat|apt|apartment|unit|suite|ste|#)\.?[ \t]*#?[ \t]*\w{1,5}(?![\w\-]))?"
 _NAME_WORD = r"(?:[A-Z][A-Za-z'’\-]*\.?|\d{1,3}(?:st|nd|rd|th)|[NSEW]\.?|of|the|de|la|du)"
 _BUILDING = (r"(?:(?:[A-Z][\w'’\-]*[ \t]+){1,3}(?:house|court|building|tower|lodge|mansions|apartments|block|hall|"
-             r"centre|center|cottage|farm),?[ \t]+)")
+             r"centre|center|cottage|farm|point|wharf|works|mill|plaza|lofts?),?[ \t]+)")
 _ADDRESS = re.compile(
     r"(?<![\w/.\-£$€])(?:" + _UNIT + _BUILDING + r"?(?:\d{1,5}[A-Za-z]?,?[ \t]+)?|"
     r"\d{1,5}[A-Za-z]?(?:[\-–/]\d{1,5}[A-Za-z]?)?,?[ \t]+)"
@@ -658,20 +675,26 @@ _ADDRESS = re.compile(
 _ADDRESS_LOWER = re.compile(
     r"(?<![\w/.\-£$€])\d{1,5}[a-z]?,?[ \t]+(?:[a-z'’\-]+[ \t]+){1,3}(?:street|road|avenue|lane|drive|crescent|terrace|"
     r"boulevard|gardens)\b" + _UNIT_AFTER, re.IGNORECASE)
-# "12 rue de la Paix", "Hauptstraße 12", "Calle Mayor 5", "Via Roma 10".
+# "12 rue de la Paix", "Hauptstraße 12", "Calle Mayor 5", "Via Roma 10"; then "bis", "/12", ", int. 4", ", 3º B".
+_EU_UNIT = (r"(?:-?bis\b|-?ter\b)?(?:/\d{1,4})?(?:,?[ \t]+(?:int\.?|m\.|app\.?|apt\.?|piso|esc\.?|\d{1,2}[º°ª.])[ \t]*"
+            r"\w{0,3}\b\.?(?:[ \t]?(?:[A-Z]|tv|th|mf)\b)?)?")
 _ADDRESS_EU = re.compile(
     r"(?<![\w/.\-])\d{1,4}(?:[ \t]?(?:bis|ter))?,?[ \t]+"
-    r"(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai)"
-    r"(?:[ \t]+[\w'’\-]+){1,5}"
-    r"|\b(?:calle|carrer|avenida|via|viale|piazza|rua|rue|avenue|boulevard|place)(?:[ \t]+[\w'’\-]+){1,4}?,?[ \t]+"
-    r"\d{1,4}[a-z]?\b"
+    r"(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai|rua|via|calle)"
+    r"(?:[ \t]+[\w'’\-]+){1,5}(?:,?[ \t]+(?:app\.?|apt\.?|int\.?)[ \t]*\w{1,4})?"
+    r"|\b(?:calle|carrer|avenida|via|viale|piazza|rua|rue|avenue|boulevard|place|odos|odós|leoforos)"
+    r"(?:[ \t]+[\w'’\-]+){1,4}?,?[ \t]+\d{1,4}[a-z]?\b" + _EU_UNIT +
     r"|\b[A-ZÄÖÜ][\wäöüß\-]*[ \t]+(?:straße|strasse|str\.|allee|weg|platz|gasse|ring|damm|ufer|chaussee)[ \t]+"
-    r"\d{1,4}[a-z]?\b"
+    r"\d{1,4}[a-z]?(?:/\d{1,4})?\b"
     r"|(?<![\w\-])\d{1,4}-\d{1,4}-\d{1,4}[ \t]+(?-i:[A-Z][a-z]+)\b"  # Japanese "2-11-3 Meguro"
+    r"|\b(?:p\.?[ \t]?o\.?[ \t]+box|postfach|apartado|boîte[ \t]+postale|bp|rr|r\.r\.)[ \t]*\d{1,6}"
+    r"(?:[ \t]+box[ \t]+\d{1,5})?\b"  # PO boxes, rural routes
+    r"|\b[A-ZÄÖÜÅÆØ][\wäöüåæøé\-]*(?:gatan|gata|gade|vej|veien|vegen|vägen|väg|tie|katu|straat|gracht|laan|"
+    r"steeg|plein|kade)[ \t]+\d{1,4}(?:[ \t]?[A-Za-z]\b)?" + _EU_UNIT +  # Nordic and Dutch streets
     r"|\b(?:ul|al|os|pl)\.[ \t]*[A-ZĄĆĘŁŃÓŚŹŻ][\w\-]*(?:[ \t]+[A-ZĄĆĘŁŃÓŚŹŻ][\w\-]*){0,3}[ \t]+"
     r"\d{1,4}[a-z]?(?:/\d{1,4})?\b"
     r"|\b[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|gracht|laan|straat)[ \t]+"
-    r"\d{1,4}[a-z]?\b", re.IGNORECASE)
+    r"\d{1,4}[a-z]?(?:/\d{1,4})?\b", re.IGNORECASE)
 _NOT_STREET_NAMES: Final = frozenset({"the", "of", "my", "a", "your", "our", "this", "that", "in", "on", "at", "for",
                                       "and", "to", "from", "by", "with"})
 
@@ -693,6 +716,7 @@ def _postcodes(text: str) -> Iterator[Span]:
     yield from (m.span() for m in _UK_POSTCODE_ANY.finditer(text))
     yield from (m.span() for m in _UK_POSTCODE_LOWER.finditer(text))
     yield from (m.span() for m in _EIRCODE.finditer(text))
+    yield from (m.span() for m in _CA_POSTCODE.finditer(text))
     yield from (m.span(1) for m in _US_ZIP.finditer(text))
     yield from _labelled(text, lower, ("POSTCODE",))
     for _, end in after:  # EU postcodes right after a street address
@@ -754,7 +778,9 @@ _SIGNOFF = re.compile(
     r"[ \t]*(?=[,.\n]|$)")
 _SAID_NAME = re.compile(r"(?i)\b(my[ \t]+name[ \t]+is|my[ \t]+name's|name[ \t]*:|i[ \t]+am|i'm|this[ \t]+is|"
                         r"t\.n\.v\.|a/n|account[ \t]+name|payable[ \t]+to|beneficiary|attn:?|attention:?|c/o|"
-                        r"cardholder|contact|customer|caller|"
+                        r"cardholder|contact|customer|caller|name|name[ \t]+on[ \t]+(?:the[ \t]+)?(?:account|card)|"
+                        r"(?:account|card)[ \t]*holder|signed[ \t]+for[ \t]+by|nombre:?|nom:?|b[ée]n[ée]ficiaire|"
+                        r"intestat[oa][ \t]+a|begünstigter|empfänger|kontoinhaber(?:in)?|"
                         r"it['’]?s[ \t]+me|it's|"
                         r"signed|from[ \t]*:|spoke[ \t]+(?:to|with)|talked[ \t]+to|speaking[ \t]+to|agent|advisor|"
                         r"adviser|colleague|(?:mr|mrs|ms|miss|mx|dr|prof)\.?)[ \t]+(" + _W + r"(?:[ \t]+" + _W +
@@ -774,7 +800,8 @@ _HERE = re.compile(r"\A[ \t]*(" + _W + r"(?:[ \t]+" + _CAPW + r"){0,2})[ \t]+(?i
 _THIS_IS_FROM = re.compile(r"(?i:\b(this[ \t]+is|it'?s|i[ \t]+am|i'm))[ \t]+([^\W\d_][\w'’\-]*)"
                            r"(?=[ \t]+(?i:from|here|speaking|calling)\b)")
 _DASH_SIGNATURE = re.compile(r"[ \t][-–—][ \t]*(" + _CAPW + r"(?:[ \t]+" + _CAPW + r"){0,3})[ \t]*\Z")
-_FINAL_NAME = re.compile(r"[.!][ \t]+(" + _CAPW + r")[ \t]*\Z")  # "... is attached. Rahul"
+# "... is attached. Rahul", "... /Tove Lindqvist"
+_FINAL_NAME = re.compile(r"(?:[.!?]|\A|\s/)[ \t]*(" + _CAPW + r"(?:[ \t]+" + _CAPW + r"){0,3})[ \t]*\Z")
 _LOWER_GREETING = re.compile(r"(?im)(?:^|(?<=[.!?]\s))[ \t>]*(?:hi|hello|hey|dear)[ \t]+([a-z][\w'’\-]*)[ \t]*[,!]")
 _LOWER_SIGNOFF = re.compile(r"(?i)\b(?:thanks|thank[ \t]+you|cheers|regards|ta|thx)[ \t,]+([a-z][\w'’\-]*)[ \t.!]*\Z")
 # A line that starts with a name and then contact details or a payment: "Nkechi Uzo | +234 ...",
@@ -945,10 +972,22 @@ def _clean_person(text: str, span: Span) -> Span | None:
 
 def _clean_context_name(text: str, span: Span) -> Span | None:
     """A span from the context rules, unless it names a team, a product or a place ("FibreLink Support")."""
-    words = text[span[0] : span[1]].lower().split()
-    if not words or words[-1] in _NOT_NAMES or words[-1] in _PRODUCT_WORDS or words[0] in _NEVER_NAME_CAPS:
+    value = text[span[0] : span[1]]
+    words = value.lower().split()
+    if not words or words[-1] in _NOT_NAMES or words[-1] in _PRODUCT_WORDS or words[0] in _NEVER_NAME_CAPS \
+            or any(c.isdigit() for c in value):
         return None
     return span
+
+
+_SENTENCE_START = re.compile(r"(?:\A|[.!?:;]\s+|\n)[ \t>*\-•\"“(]*\Z")
+
+
+def _lone_opening_word(text: str, s: int, e: int) -> bool:
+    """A single word that the model calls a name where any capitalised word stands: at the start of a
+    sentence or line ("Voicemail from...", "Payroll said", "Reisepass..."). Names there come from the
+    context rules instead (greetings, sign-offs, "Maria here")."""
+    return " " not in text[s:e] and bool(_SENTENCE_START.search(text, max(0, s - 8), s))
 
 
 def _a_town(text: str, s: int, e: int, places: list[tuple[int, int, str]]) -> bool:
@@ -1028,7 +1067,8 @@ def _find(text: str, names: list[Span] | None) -> list[PIIMatch]:
                 continue
             places = [(f.start, f.end, f.type) for f in found if f.type in ("ADDRESS", "POSTCODE")]
             for span in names:
-                if (clean := _clean_person(text, span)) is not None and not _a_town(text, *clean, places):
+                if (clean := _clean_person(text, span)) is not None and not _a_town(text, *clean, places) \
+                        and not _lone_opening_word(text, *clean):
                     take(kind, *clean)
             for span in detect(text):
                 if (clean := _clean_context_name(text, span)) is not None:

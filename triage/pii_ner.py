@@ -13,6 +13,7 @@ run time. Loading takes about half a second and happens once per process, on fir
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
@@ -67,6 +68,22 @@ def _windows(text: str) -> list[tuple[int, str]]:
     return out
 
 
+_CAPS_RUN = re.compile(r"\b[^\W\d_a-zß]{2,}(?:[ \t'’\-]+[^\W\d_a-zß]{2,})+\b")
+
+
+def _title_caps(text: str) -> str:
+    """Runs of two or more ALL-CAPS words written as Title Case ("MAHMOUD KHALIL" -> "Mahmoud Khalil"): the
+    model finds names by their capitals and misses shouted ones. Same length, so offsets still hold."""
+    if not any(c.isupper() for c in text):
+        return text
+
+    def title(m: re.Match[str]) -> str:
+        out = m.group().title()
+        return out if len(out) == len(m.group()) else m.group()
+
+    return _CAPS_RUN.sub(title, text)
+
+
 def person_spans(texts: Sequence[str]) -> list[list[tuple[int, int]]]:
     """PERSON entity spans for each text, in one batched pass over all of them."""
     nlp = pipeline()
@@ -74,6 +91,6 @@ def person_spans(texts: Sequence[str]) -> list[list[tuple[int, int]]]:
     for i, text in enumerate(texts):
         pieces.extend((i, off, piece) for off, piece in _windows(text))
     out: list[list[tuple[int, int]]] = [[] for _ in texts]
-    for (i, off, _), doc in zip(pieces, nlp.pipe(p for _, _, p in pieces), strict=True):
+    for (i, off, _), doc in zip(pieces, nlp.pipe(_title_caps(p) for _, _, p in pieces), strict=True):
         out[i].extend((off + e.start_char, off + e.end_char) for e in doc.ents if e.label_ == "PERSON")
     return out

@@ -84,7 +84,7 @@ NOT_FOUND = [
     "ORD-2026-004512",
     "123e4567-e89b-12d3-a456-426614174000",
     "v2.13.0",
-    "PIN 1234",
+    "error code 1234",
     "I reset my password yesterday",
     "Password: forgotten",
     "state-of-the-art-customer-service-experience",

@@ -29,6 +29,8 @@ CASES = [
     ("sort code 20-45-77, account number 31926819", {"BANK_ACCOUNT": {"20-45-77", "31926819"}}),
     ("routing number 021000021 account 000123456789", {"BANK_ACCOUNT": {"021000021", "000123456789"}}),
     ("my passport number is 533401372", {"PASSPORT": {"533401372"}}),
+    ("PIN 1234, and the one-time code you sent was 448 190", {"SECRET": {"1234", "448 190"}}),
+    ("Error AUTH-OTP-03. Number registered +353 87 555 0129.", {"PHONE": {"+353 87 555 0129"}}),
     ("driving licence MORGA753116SM9IJ", {"DRIVING_LICENCE": {"MORGA753116SM9IJ"}}),
     ("login from 81.2.69.160 and 2001:db8::8a2e:370:7334 failed", {"IP": {"81.2.69.160", "2001:db8::8a2e:370:7334"}}),
     ("the link https://bank.example/reset?token=9f8e7d6c5b4a expired",
