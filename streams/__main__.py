@@ -38,6 +38,7 @@ def worker(loglevel: str) -> int:
 
     from streams.app import create_app
     from streams.policy import PolicyError
+    from triage.dlq_crypto import DlqKeyError
 
     try:
         settings = get_settings()
@@ -47,12 +48,14 @@ def worker(loglevel: str) -> int:
     _ensure_topics(settings.bootstrap_servers, settings.kafka_partitions)
     try:
         w = create_app(settings)
-    except PolicyError as exc:
+    except (PolicyError, DlqKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     w.app.conf.datadir.parent.mkdir(parents=True, exist_ok=True)
-    # Load the models before consuming, so the first tickets are classified, not sent to people.
+    # Load the models before consuming, so the first tickets are classified, not sent to people, and the PII
+    # gate's name model, so the first batch that needs it (a dead letter's text) does not wait for it.
     asyncio.run(w.models.refresh())
+    w.pipeline.warm_up()
     log.info("starting with models %s and policy %s", w.models.current.describe(), w.policy.current.version)
     from faust.worker import Worker as FaustWorker
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from streams.models import ModelManager, default_loader
 from streams.pipeline import Pipeline, Publisher, RawMessage
 from streams.policy import PolicyWatcher
 from streams.transport import TriageApp
+from triage import dlq_crypto
 from triage.backoff import Backoff
 from triage.names import TOPIC_FEEDBACK, TOPIC_RAW, WORKER_GROUP
 from triage.settings import Settings
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 MODEL_POLL_SECONDS = 3.0
 POLICY_POLL_SECONDS = 1.0
 LAG_POLL_SECONDS = 5.0
+DLQ_PURGE_SECONDS = 3600.0
 # On SIGTERM the batch in hand gets this long to be stored; if it cannot be (a dependency is down),
 # it stays unacked and is replayed by whichever worker takes the partition next.
 SHUTDOWN_GRACE_SECONDS = 15.0
@@ -271,7 +274,7 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
             metrics.retries.labels(dep).inc()
 
     db_url = settings.db_url()
-    sink = sink or AuditSink(db_url, on_state=on_state)
+    sink = sink or AuditSink(db_url, on_state=on_state, dlq_retention=timedelta(days=settings.dlq_retention_days))
     # Each classify thread runs its own batch on its own onnxruntime threads: on a busy machine, one
     # batch on two intra-op threads stalls whenever either thread is preempted; two batches do not.
     models = models or ModelManager(db_url, settings.model_name, default_loader(settings.worker_onnx_threads))
@@ -306,7 +309,7 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     executor = ThreadPoolExecutor(max_workers=settings.classify_parallelism, thread_name_prefix="classify")
     pipeline = Pipeline(sink=sink, publisher=publisher, models=models, policy=policy, metrics=metrics,
                         max_body_chars=settings.max_body_chars, model_name=settings.model_name, executor=executor,
-                        pii_names=settings.pii_names)
+                        pii_names=settings.pii_names, seal=dlq_crypto.cipher(settings).encrypt)
     worker = Worker(app=app, settings=settings, pipeline=pipeline, models=models, policy=policy, metrics=metrics,
                     health=health)
     batch, within = settings.batch_size, settings.batch_within_ms / 1000.0
@@ -339,6 +342,17 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     async def reload_models() -> None:
         await models.refresh()
         _model_gauges(worker)
+
+    @app.task
+    async def purge_dead_letters() -> None:
+        """At startup, then hourly: drop dead letters' encrypted originals past their purge date."""
+        while True:
+            try:
+                if purged := await sink.purge_dead_letters():
+                    log.info("purged the encrypted originals of %d expired dead letters", purged)
+            except Exception:  # noqa: BLE001 - outages are retried inside; anything else waits for the next hour
+                log.exception("dead-letter purge failed; trying again in %.0fs", DLQ_PURGE_SECONDS)
+            await asyncio.sleep(DLQ_PURGE_SECONDS)
 
     @app.timer(LAG_POLL_SECONDS)
     async def consumer_lag() -> None:

@@ -11,16 +11,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from streams.actions import enqueue_batch
+from streams.dead_letters import insert_dead_letters, purge_expired_async
 from triage.backoff import Backoff
 from triage.db import insert_from_json
-from triage.names import T_DEAD_LETTERS, T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
+from triage.names import T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
 from triage.schemas import DeadLetter, Decision, Feedback, Prediction
+from triage.settings import get_settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,9 +56,6 @@ _DECISION_TYPES = {
 }
 _DECISION_COLS = tuple(_DECISION_TYPES)
 _DECISIONS = insert_from_json(qualified(T_DECISIONS), _DECISION_TYPES, conflict="ticket_id", returning="ticket_id")
-_DEAD_LETTERS = insert_from_json(qualified(T_DEAD_LETTERS), {
-    "source_topic": "text", "partition": "integer", "offset": "bigint", "reason": "text", "original": "text",
-    "encoding": "text", "key": "text", "received_at": "timestamptz"}, conflict='source_topic, partition, "offset"')
 _FEEDBACK_SQL = (
     f"INSERT INTO {qualified(T_FEEDBACK)} (event_id, ticket_id, kind, intent, urgency, route, reviewer, comment, "
     "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
@@ -95,11 +95,6 @@ def decision_from_row(row: Sequence[Any]) -> Decision:
     )
 
 
-async def insert_dead_letters(conn: psycopg.AsyncConnection[Any], dead: Sequence[DeadLetter]) -> None:
-    if dead:
-        await conn.execute(_DEAD_LETTERS, (Jsonb([d.model_dump(mode="json") for d in dead]),))
-
-
 def feedback_params(f: Feedback) -> tuple[Any, ...]:
     return (f.event_id, f.ticket_id, f.kind, f.intent, f.urgency, f.route, f.reviewer, f.comment, f.created_at)
 
@@ -110,9 +105,11 @@ StateHook = Callable[[str, str | None], None]
 class AuditSink:
     """One async connection, reopened after failures; every public call retries until it succeeds."""
 
-    def __init__(self, url: str, on_state: StateHook | None = None) -> None:
+    def __init__(self, url: str, on_state: StateHook | None = None, dlq_retention: timedelta | None = None) -> None:
         self.url = url
         self.on_state = on_state or (lambda _dep, _err: None)
+        # How long a dead letter's encrypted original is kept for replay (TRIAGE_DLQ_RETENTION_DAYS by default).
+        self.dlq_retention = dlq_retention or timedelta(days=get_settings().dlq_retention_days)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -181,7 +178,7 @@ class AuditSink:
             if decisions:
                 cur = await conn.execute(_DECISIONS, (Jsonb([decision_record(d) for d in decisions]),))
                 new = {row[0] for row in await cur.fetchall()}
-            await insert_dead_letters(conn, dead)
+            await insert_dead_letters(conn, dead, self.dlq_retention)
             if new:
                 # Outbox rows for routes that need no draft (human queue, escalation), in the same transaction.
                 await enqueue_batch(conn, [d for d in decisions if d.ticket_id in new])
@@ -194,9 +191,13 @@ class AuditSink:
             if feedback:
                 async with conn.cursor() as cur:
                     await cur.executemany(_FEEDBACK_SQL, [feedback_params(f) for f in feedback])
-            await insert_dead_letters(conn, dead)
+            await insert_dead_letters(conn, dead, self.dlq_retention)
 
         await self.retrying("feedback write", op)
+
+    async def purge_dead_letters(self) -> int:
+        """Drop the encrypted originals of dead letters past their purge date; return how many."""
+        return await self.retrying("dead-letter purge", purge_expired_async)
 
     async def close(self) -> None:
         await self._drop()

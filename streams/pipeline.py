@@ -21,16 +21,29 @@ from typing import Protocol
 
 from streams.audit import AuditSink
 from streams.decide import Classified, build_decision, classify
-from streams.ingest import Source, dead_letter, decode_feedback, decode_ticket, reason_kind
+from streams.ingest import WITHHELD, Reject, Seal, Source, dead_letter, decode_feedback, decode_ticket, reason_kind
 from streams.metrics import Metrics
 from streams.models import ModelManager
 from streams.policy import PolicyWatcher
 from streams.prepare import Prepared, prepare_many
+from triage import dlq_crypto
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ
-from triage.pii import safe_mask_many
+from triage.pii import MaskResult, safe_mask_many
 from triage.schemas import DeadLetter, Decision, Feedback, Ticket
 
 log = logging.getLogger(__name__)
+
+
+Rejection = tuple[str, bytes | None, Source]  # a dead letter to make: reason, raw bytes, origin
+_NOTED = DeadLetter(reason="noted", source_topic="", partition=0, offset=0, original="", encoding="utf-8")
+
+
+def _noting(into: list[Rejection]) -> Reject:
+    """A `reject` that only notes the rejection: its dead letter is made later, off the event loop."""
+    def note(reason: str, raw: bytes | None, src: Source) -> DeadLetter:
+        into.append((reason, raw, src))
+        return _NOTED
+    return note
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class BatchWork:
     started: float
     report: BatchReport = field(default_factory=BatchReport)
     tickets: list[Ticket] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     claimed: set[str] = field(default_factory=set)
     items: list[Prepared] = field(default_factory=list)
     republish: list[Decision] = field(default_factory=list)
@@ -72,7 +86,8 @@ def _ms(start: float) -> float:
 class Pipeline:
     def __init__(self, *, sink: AuditSink, publisher: Publisher, models: ModelManager, policy: PolicyWatcher,
                  metrics: Metrics, max_body_chars: int, model_name: str,
-                 executor: ThreadPoolExecutor | None = None, pii_names: bool = True) -> None:
+                 executor: ThreadPoolExecutor | None = None, pii_names: bool = True,
+                 seal: Seal = dlq_crypto.encrypt) -> None:
         self.sink = sink
         self.publisher = publisher
         self.models = models
@@ -81,10 +96,26 @@ class Pipeline:
         self.max_body_chars = max_body_chars
         self.model_name = model_name
         self.masker = partial(safe_mask_many, names=pii_names)
+        # Dead letters: text masked like tickets' (in the classify thread: masking runs the name model), bytes
+        # encrypted with the DLQ key.
+        self.reject = partial(dead_letter, masker=self._mask_one, seal=seal)
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
         # Ticket ids claimed by batches in flight (decoded, not yet committed): a later batch holding
         # the same id counts it as a duplicate instead of deciding it a second time.
         self.inflight: set[str] = set()
+
+    def warm_up(self) -> None:
+        """Load the PII gate's name model now (seconds), not in the first batch that needs it."""
+        self._mask_one("Hello, my name is Anna Schmidt.")
+
+    def _mask_one(self, text: str) -> MaskResult | None:
+        return self.masker([text])[0]
+
+    async def _dead_letters(self, rejected: Sequence[Rejection]) -> list[DeadLetter]:
+        if not rejected:
+            return []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: [self.reject(*r) for r in rejected])
 
     def _stage(self, name: str, ms: float) -> None:
         self.metrics.stage_seconds.labels(name).observe(ms / 1000.0)
@@ -110,11 +141,12 @@ class Pipeline:
         An id seen earlier in the batch, or claimed by a batch still in flight, is a duplicate.
         """
         work = BatchWork(size=len(batch), started=time.perf_counter())
+        note = _noting(work.rejected)  # their dead letters are made in `decide`
         for msg in batch:
-            result = decode_ticket(msg.value, msg.src, max_body_chars=self.max_body_chars)
+            result = decode_ticket(msg.value, msg.src, max_body_chars=self.max_body_chars, reject=note)
             if isinstance(result, DeadLetter):
-                work.report.dead.append(result)
-            elif result.ticket_id in work.claimed or result.ticket_id in self.inflight:
+                continue
+            if result.ticket_id in work.claimed or result.ticket_id in self.inflight:
                 work.report.duplicates += 1
             else:
                 work.claimed.add(result.ticket_id)
@@ -128,7 +160,7 @@ class Pipeline:
         self.inflight -= work.claimed
 
     async def decide(self, work: BatchWork) -> BatchWork:
-        """Everything before the first write: prepare, classify (CPU, in a thread), decide.
+        """Everything before the first write: dead letters and prepare (masking), classify (CPU, in a thread), decide.
 
         Several batches may be here at once (see `streams.app.BatchRunner`). Tickets decided before a
         crash (a replay) are decided again here; `persist` finds them already stored and re-publishes the
@@ -136,6 +168,7 @@ class Pipeline:
         """
         report = work.report
         t2 = time.perf_counter()
+        report.dead = await self._dead_letters(work.rejected)
         loop = asyncio.get_running_loop()  # masking runs the name model: CPU, so in the thread too
         work.items = await loop.run_in_executor(self.executor, prepare_many, work.tickets, self.masker) \
             if work.tickets else []
@@ -195,10 +228,14 @@ class Pipeline:
 
     async def process_feedback(self, batch: Sequence[RawMessage]) -> tuple[list[Feedback], list[DeadLetter]]:
         good: list[Feedback] = []
-        dead: list[DeadLetter] = []
+        rejected: list[Rejection] = []
+        note = _noting(rejected)
         for msg in batch:
-            result = decode_feedback(msg.value, msg.src)
-            (dead if isinstance(result, DeadLetter) else good).append(result)  # type: ignore[arg-type]
+            result = decode_feedback(msg.value, msg.src, note)
+            if isinstance(result, Feedback):
+                good.append(result)
+        good = await self._mask_comments(good)
+        dead = await self._dead_letters(rejected)
         await self.sink.write_feedback(good, dead)
         await self._publish_dead(dead)
         for fb in good:
@@ -207,8 +244,29 @@ class Pipeline:
         self.metrics.messages.labels("tickets.feedback", "dead_letter").inc(len(dead))
         return good, dead
 
+    async def _mask_comments(self, feedback: list[Feedback]) -> list[Feedback]:
+        """Reviewers' comments masked like ticket text (they quote the customer); withheld if masking fails."""
+        comments = [fb.comment for fb in feedback if fb.comment]
+        if not comments:
+            return feedback
+        masked = iter(await asyncio.get_running_loop().run_in_executor(self.executor, self.masker, comments))
+        out = []
+        for fb in feedback:
+            if fb.comment:
+                result = next(masked)
+                fb = fb.model_copy(update={"comment": result.text if result is not None else WITHHELD})
+            out.append(fb)
+        return out
+
     async def dead_letter_all(self, batch: Sequence[RawMessage], reason: str) -> None:
-        """Last resort when a batch fails for a reason other than an outage: keep every message as a dead letter."""
-        dead = [dead_letter(reason, m.value, m.src) for m in batch]
+        """Last resort when a batch fails for a reason other than an outage: keep every message as a dead letter.
+
+        The reason carries an exception's message, which may quote the input: all after its kind is masked.
+        """
+        kind, _, detail = reason.partition(": ")
+        loop = asyncio.get_running_loop()
+        masked = await loop.run_in_executor(self.executor, self._mask_one, detail) if detail else MaskResult(text="")
+        reason = f"{kind}: {masked.text if masked is not None else WITHHELD}"
+        dead = await self._dead_letters([(reason, m.value, m.src) for m in batch])
         await self.sink.write_batch([], [], dead)
         await self._publish_dead(dead)

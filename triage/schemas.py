@@ -114,16 +114,22 @@ class Feedback(_Contract):
 
 
 class DeadLetter(_Contract):
-    """A message that could not be processed, with everything needed to replay it."""
+    """A message that could not be processed: why, where from, and its text masked (nothing raw).
+
+    `original` is the masked text when the bytes were UTF-8, else a size placeholder (`encoding` says
+    which). The exact bytes travel only encrypted (`original_encrypted`, for `triage dlq replay`), into
+    the database and never onto the DLQ topic: serialising a dead letter leaves them out.
+    """
 
     reason: str
     source_topic: str
     partition: int
     offset: int
     original: str
-    encoding: str = Field(pattern=r"^(utf-8|base64)$")
+    encoding: str = Field(pattern=r"^(utf-8|binary)$")
     key: str | None = None
     received_at: AwareDatetime = Field(default_factory=utcnow)
+    original_encrypted: bytes | None = Field(default=None, exclude=True, repr=False)
 
 
 class ModelVersion(_Contract):

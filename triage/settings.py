@@ -93,6 +93,14 @@ class Settings(BaseModel):
         True, description="Mask person names with the PII gate's name model; off only to measure what it costs"
     )
     policy_path: Path = Field(PROJECT_ROOT / "streams" / "policy.yaml", description="Routing policy YAML")
+    dlq_key: SecretStr | None = Field(
+        None, description="Fernet key encrypting dead letters' originals for `triage dlq replay`; unset = the key "
+        "in <state_dir>/dlq.key, created on first use. Every worker and the CLI need the same key"
+    )
+    dlq_retention_days: int = Field(
+        14, ge=1, description="Days a dead letter's encrypted original is kept for replay; then it is purged "
+        "(the masked row stays)"
+    )
 
     # Generative drafting (OpenAI-compatible chat completions), budgets, breakers, action adapters
     llm_base_url: str | None = Field(
@@ -253,6 +261,11 @@ class Settings(BaseModel):
     @property
     def pg_data_dir(self) -> Path:
         return self.state_dir / "pg"
+
+    @property
+    def dlq_key_file(self) -> Path:
+        """Where the dead-letter key is kept when TRIAGE_DLQ_KEY is unset."""
+        return self.state_dir / "dlq.key"
 
     def db_url(self, database: str = "triage") -> str:
         """The Triage database URL: DATABASE_URL, or the embedded server's socket URL."""

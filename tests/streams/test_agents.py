@@ -40,8 +40,10 @@ async def _worker(db_url: str, tmp_path: Path, publisher: Collecting) -> Worker:
     models = ModelManager(db_url, MODEL_NAME, default_loader(1))
     assert await models.refresh()
     # The broker is never contacted: test_context feeds the agent directly.
-    return create_app(settings, models=models, sink=AuditSink(db_url), broker="kafka://127.0.0.1:9",
-                      publisher=publisher, web_enabled=False)
+    w = create_app(settings, models=models, sink=AuditSink(db_url), broker="kafka://127.0.0.1:9",
+                   publisher=publisher, web_enabled=False)
+    w.pipeline.warm_up()  # as the worker does before consuming, so a batch finishes within `_settle`
+    return w
 
 
 async def _settle(w: Worker) -> None:

@@ -80,7 +80,7 @@ def test_thousand_tickets_fifty_malformed_then_replay(model_db: str, broker: str
         assert count(model_db, "SELECT count(*) FROM triage.tickets") == 1000
         dead = rows(model_db, "SELECT reason, encoding, original, source_topic FROM triage.dead_letters")
         assert {r[3] for r in dead} == {TOPIC_RAW}
-        assert any(r[1] == "base64" for r in dead), "non-UTF-8 bytes are kept as base64"
+        assert any(r[1] == "binary" and r[2].startswith("<binary: ") for r in dead), "non-UTF-8 bytes: size only"
         assert all(r[0] for r in dead)
         decisions = rows(model_db, "SELECT model_version, rule_id, policy_version, route, prediction, "
                                    "e2e_latency_ms FROM triage.decisions")

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.simulator import MALFORMED, TicketGenerator
 from streams.decide import Classified, build_decision
-from streams.ingest import Source, decode_feedback, decode_ticket, reason_kind
+from streams.ingest import MAX_ORIGINAL_CHARS, Source, dead_letter, decode_feedback, decode_ticket, reason_kind
 from streams.models import LoadedModel, ModelSet, in_canary
 from streams.normalise import normalise
 from streams.policy import load_policy
 from streams.prepare import WITHHELD, prepare
+from triage.dlq_crypto import DlqCipher
 from triage.schemas import DeadLetter, Feedback, HeadPrediction, LabelScore, Prediction, Ticket
 from triage.settings import PROJECT_ROOT
 
 SRC = Source("tickets.raw", 2, 41, b"k")
+CIPHER = DlqCipher(Fernet.generate_key(), "a test key")
+REJECT = partial(dead_letter, seal=CIPHER.encrypt)  # a key of the test's own, not the state folder's
 POLICY = load_policy(PROJECT_ROOT / "streams" / "policy.yaml")
 
 
@@ -45,11 +49,37 @@ def test_every_simulated_ticket_is_valid() -> None:
 
 def test_malformed_messages_become_dead_letters_with_reason_and_origin() -> None:
     for raw in MALFORMED:
-        d = decode_ticket(raw, SRC, max_body_chars=1000)
+        d = decode_ticket(raw, SRC, max_body_chars=1000, reject=REJECT)
         assert isinstance(d, DeadLetter), raw
         assert d.reason and (d.source_topic, d.partition, d.offset, d.key) == ("tickets.raw", 2, 41, "k")
-        restored = base64.b64decode(d.original) if d.encoding == "base64" else d.original.encode()
-        assert restored == raw
+        assert d.original_encrypted is not None and CIPHER.decrypt(d.original_encrypted) == raw
+        assert d.original == raw.decode() if d.encoding == "utf-8" else d.original == f"<binary: {len(raw)} bytes>"
+
+
+def test_a_dead_letter_holds_its_text_masked_and_its_reason_quotes_no_input() -> None:
+    card, email = "4111 1111 1111 1111", "anna.schmidt@example.org"
+    bad = [_ticket(channel="fax", body=f"card {card}, mail {email}"),
+           _ticket(metadata={f"note {email}": ["a list"], "card": card}, extra_field=card),
+           _ticket(body=f"{email} " + "x" * 2000)]
+    for message in bad:
+        d = decode_ticket(json.dumps(message).encode(), SRC, max_body_chars=1000, reject=REJECT)
+        assert isinstance(d, DeadLetter) and d.original_encrypted is not None
+        for value in (card, email, "4111"):
+            assert value not in d.original and value not in d.reason, (d.original, d.reason)
+    fb = {"event_id": "F-1", "ticket_id": "T-1", "kind": "correct", "intent": email,
+          "created_at": "2026-11-24T08:00:00+00:00"}
+    d = decode_feedback(json.dumps(fb).encode(), SRC, REJECT)
+    assert isinstance(d, DeadLetter) and "unknown intent" in d.reason and email not in d.reason + d.original
+
+
+def test_a_long_dead_letter_keeps_a_masked_excerpt_and_cuts_no_value_in_half() -> None:
+    card = "4111 1111 1111 1111"
+    for at in range(MAX_ORIGINAL_CHARS - 30, MAX_ORIGINAL_CHARS + 10, 7):  # the card across the cut
+        raw = ("x" * at + f" {card} " + "y" * 5000).encode()
+        d = REJECT("oversize: test", raw, SRC)
+        assert len(d.original) < MAX_ORIGINAL_CHARS + 100 and "characters in all" in d.original
+        assert "4111" not in d.original and "1111" not in d.original, at
+        assert d.original_encrypted is not None and CIPHER.decrypt(d.original_encrypted) == raw
 
 
 def test_each_kind_of_bad_input_is_named() -> None:
@@ -64,7 +94,7 @@ def test_each_kind_of_bad_input_is_named() -> None:
         b"": "empty",
     }
     for raw, kind in cases.items():
-        d = decode_ticket(raw, SRC, max_body_chars=1000)
+        d = decode_ticket(raw, SRC, max_body_chars=1000, reject=REJECT)
         assert isinstance(d, DeadLetter)
         assert d.reason.startswith(kind), (raw, d.reason)
         assert reason_kind(d.reason) == kind
@@ -73,19 +103,18 @@ def test_each_kind_of_bad_input_is_named() -> None:
 @given(st.binary(max_size=300))
 @settings(max_examples=300, deadline=None)
 def test_decode_never_raises_and_keeps_the_bytes(raw: bytes) -> None:
-    out = decode_ticket(raw, SRC, max_body_chars=1000)
+    out = decode_ticket(raw, SRC, max_body_chars=1000, reject=REJECT)
     if isinstance(out, DeadLetter):
-        restored = base64.b64decode(out.original) if out.encoding == "base64" else out.original.encode()
-        assert restored == raw
+        assert out.original_encrypted is not None and CIPHER.decrypt(out.original_encrypted) == raw
         assert "\x00" not in out.original
 
 
 def test_feedback_is_checked_beyond_the_schema() -> None:
     ok = {"event_id": "F-1", "ticket_id": "T-1", "kind": "correct", "intent": "card_arrival",
           "created_at": "2026-11-24T08:00:00+00:00"}
-    assert isinstance(decode_feedback(json.dumps(ok).encode(), SRC), Feedback)
+    assert isinstance(decode_feedback(json.dumps(ok).encode(), SRC, REJECT), Feedback)
     for bad in ({**ok, "intent": "nope"}, {**ok, "intent": None}, {**ok, "kind": "reroute"}, {**ok, "kind": "x"}):
-        d = decode_feedback(json.dumps(bad).encode(), SRC)
+        d = decode_feedback(json.dumps(bad).encode(), SRC, REJECT)
         assert isinstance(d, DeadLetter), bad
 
 
@@ -121,6 +150,15 @@ def test_prepare_masks_pii_everywhere_it_goes() -> None:
     assert sum(p.pii_counts.values()) >= 2
     row = p.row()
     assert "example.org" not in row.body_masked and "4111" not in row.subject_masked
+
+
+def test_prepare_masks_metadata_values_and_keeps_the_keys() -> None:
+    meta = {"contact": "write to anna.schmidt@example.org", "account": 4111111111111111, "vip": True,
+            "source": "web", "n": 3}
+    row = prepare(Ticket.model_validate(_ticket(metadata=meta))).row()
+    assert set(row.metadata) == set(meta)
+    assert "example.org" not in row.metadata["contact"] and "4111" not in str(row.metadata["account"])
+    assert (row.metadata["vip"], row.metadata["source"], row.metadata["n"]) == (True, "web", 3)
 
 
 def test_prepare_fails_closed_when_masking_fails() -> None:

@@ -86,3 +86,22 @@ def test_insert_from_json_writes_a_batch_skips_stored_rows_and_returns_the_new_k
     assert [(r["id"], r["n"], r["doc"], r["offset"]) for r in stored] == [
         ("a", 1, {"k": [1, 2]}, 2**40), ("b", None, None, 0), ("c", 1, {"k": [1, 2]}, 2**40)]
     assert float(stored[1]["s"]) - float(stored[0]["s"]) == -3599.0, "offsets in timestamps are kept"
+
+
+def test_0006_withholds_the_unmasked_originals_stored_before_it(pg_server, monkeypatch):
+    db.ensure_database(pg_server.url(), "mig_0006")
+    url = pg_server.url("mig_0006")
+    every = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: [m for m in every if m.version < 6])
+    db.migrate(url)
+    with db.connect(url, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {SCHEMA}.dead_letters (source_topic, partition, \"offset\", reason, original, "
+                     "encoding) VALUES ('tickets.raw', 0, 1, 'not json: x', 'card 4111 1111 1111 1111', 'utf-8'), "
+                     "('tickets.raw', 0, 2, 'not utf-8: byte 0', '//79', 'base64')")
+    monkeypatch.setattr(db, "migrations", lambda: every)
+    assert db.migrate(url) == ["0006_dead_letter_privacy"]
+    with db.connect(url) as conn:
+        rows = conn.execute(f"SELECT reason, original, encoding, original_encrypted FROM {SCHEMA}.dead_letters "
+                            "ORDER BY \"offset\"").fetchall()
+    assert [(r["reason"], r["encoding"]) for r in rows] == [("not json: x", "utf-8"), ("not utf-8: byte 0", "binary")]
+    assert all(r["original"].startswith("[withheld") and r["original_encrypted"] is None for r in rows)
