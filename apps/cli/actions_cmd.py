@@ -8,10 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from apps.cli.common import UsageError
+from apps.cli.common import UsageError, reachable_db_url
 from streams.actions import outbox_counts, recent_actions, retry_parked
-from triage import db
-from triage.settings import get_settings
 
 
 def register(sub: Any) -> None:
@@ -27,14 +25,8 @@ def register(sub: Any) -> None:
     ls.set_defaults(func=cmd_list)
 
 
-def _url() -> str:
-    url = get_settings().db_url()
-    db.connect(url).close()  # a clear DatabaseUnavailable message when it is down
-    return url
-
-
 def cmd_retry(args: argparse.Namespace) -> int:
-    url = _url()
+    url = reachable_db_url()
     requeued = retry_parked(url, args.ids or None, args.adapter)
     if not requeued:
         what = f" matching {', '.join(args.ids)}" if args.ids else ""
@@ -51,7 +43,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit {args.limit} must be at least 1")
-    url = _url()
+    url = reachable_db_url()
     rows = recent_actions(url, args.status, args.limit)
     counts = outbox_counts(url)
     print("outbox: " + (", ".join(f"{s} {n}" for s, n in counts.items()) or "empty"))

@@ -13,3 +13,13 @@ def fail(message: str, code: int = 1) -> int:
     """Print one clear line to stderr and return the exit code."""
     print(f"triage: error: {message}", file=sys.stderr)
     return code
+
+
+def reachable_db_url() -> str:
+    """The configured database URL, after one connection: a clear DatabaseUnavailable message when it is down."""
+    from triage import db
+    from triage.settings import get_settings
+
+    url = get_settings().db_url()
+    db.connect(url).close()
+    return url

@@ -13,10 +13,10 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.cli.common import UsageError
+from apps.cli.common import UsageError, reachable_db_url
 from apps.cli.dataclass_args import add_dataclass_arguments, dataclass_from_args
 from streams import dead_letters
-from triage import db, dlq_crypto
+from triage import dlq_crypto
 from triage.errors import TriageError
 from triage.settings import get_settings
 
@@ -49,12 +49,6 @@ def register(sub: Any) -> None:
     pg.set_defaults(func=cmd_purge)
 
 
-def _url() -> str:
-    url = get_settings().db_url()
-    db.connect(url).close()  # a clear DatabaseUnavailable message when it is down
-    return url
-
-
 def _held(d: dead_letters.StoredDeadLetter) -> str:
     if d.replayed_at is not None:
         return f"replayed {d.replayed_at:%Y-%m-%d %H:%M}"
@@ -67,7 +61,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     a = dataclass_from_args(ListArgs, args)
     if a.limit < 1:
         raise UsageError(f"--limit {a.limit} must be at least 1")
-    rows = dead_letters.recent(_url(), a.limit, held_only=a.held)
+    rows = dead_letters.recent(reachable_db_url(), a.limit, held_only=a.held)
     if not rows:
         print("no dead letters")
     for d in rows:
@@ -102,7 +96,7 @@ async def _produce(bootstrap: str, items: list[tuple[str, bytes | None, bytes]])
 def cmd_replay(args: argparse.Namespace) -> int:
     a = dataclass_from_args(ReplayArgs, args)
     ids = list(dict.fromkeys(a.ids))
-    url = _url()
+    url = reachable_db_url()
     found = dead_letters.by_ids(url, ids)
     cipher = dlq_crypto.cipher()
     items: list[tuple[str, bytes | None, bytes]] = []
@@ -129,6 +123,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    n = dead_letters.purge_expired(_url())
+    n = dead_letters.purge_expired(reachable_db_url())
     print(f"purged the originals of {n} expired dead letter(s)")
     return 0

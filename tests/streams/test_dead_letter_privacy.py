@@ -17,7 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from apps.cli import main
-from tests.support.stream_helpers import WorkerProcess, count, produce, rows, wait_for
+from tests.support.stream_helpers import WorkerProcess, count, produce, read_values, rows, wait_for
 from triage.names import TOPIC_DLQ, TOPIC_RAW
 from triage.settings import get_settings
 
@@ -30,26 +30,6 @@ OVERSIZE = json.dumps({"ticket_id": "T-big", "channel": "email", "received_at": 
                        "body": f"My card {CARD} was charged twice, write to {EMAIL}. " + "More. " * 40}).encode()
 INVALID = json.dumps({"ticket_id": "T-fax", "channel": "fax", "received_at": "2026-11-24T08:00:00+00:00",
                       "body": f"card {CARD}, mail {EMAIL}", "metadata": {"reply_to": EMAIL}}).encode()
-
-
-async def _values(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[bytes]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    out: list[bytes] = []
-    try:
-        async def loop() -> None:
-            async for msg in consumer:
-                out.append(msg.value or b"")
-                if len(out) >= expected:
-                    return
-
-        await asyncio.wait_for(loop(), timeout)
-    finally:
-        await consumer.stop()
-    return out
 
 
 @pytest.fixture()
@@ -96,7 +76,7 @@ def test_dead_letters_keep_nothing_raw_and_replay_the_exact_bytes(
         assert "<CARD_1>" in original and "<EMAIL_1>" in original and encoding == "utf-8"
         assert Fernet(KEY.encode()).decrypt(bytes(token)) in (OVERSIZE, INVALID)
         assert retention.days == 14
-    dlq = asyncio.run(_values(broker, TOPIC_DLQ, 2))
+    dlq = asyncio.run(read_values(broker, TOPIC_DLQ, 2))
     assert len(dlq) == 2
     for value in dlq:
         assert not any(secret.encode() in value for secret in SECRETS), value
@@ -106,7 +86,7 @@ def test_dead_letters_keep_nothing_raw_and_replay_the_exact_bytes(
     big, fax = _id(model_db, "oversize"), _id(model_db, "invalid ticket")
     assert main(["dlq", "replay", "--id", str(big)]) == 0
     assert f"replayed dead letter {big} to {TOPIC_RAW}" in capsys.readouterr().out
-    assert asyncio.run(_values(broker, TOPIC_RAW, 3)).count(OVERSIZE) == 2
+    assert asyncio.run(read_values(broker, TOPIC_RAW, 3)).count(OVERSIZE) == 2
     assert main(["dlq", "replay", "--id", str(big)]) == 1
     assert "pass --again" in capsys.readouterr().err
     assert main(["dlq", "list"]) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from apps.simulator import MALFORMED, TicketGenerator
-from tests.support.stream_helpers import WorkerProcess, count, produce, rows, ticket_bytes, wait_for
+from tests.support.stream_helpers import WorkerProcess, count, produce, read_values, rows, ticket_bytes, wait_for
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ, TOPIC_RAW
 
 pytestmark = pytest.mark.integration
@@ -48,23 +48,7 @@ async def _topic_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int
 
 
 async def _read_json(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[dict]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    out: list[dict] = []
-    try:
-        async def loop() -> None:
-            async for msg in consumer:
-                out.append(json.loads(msg.value))
-                if len(out) >= expected:
-                    return
-
-        await asyncio.wait_for(loop(), timeout)
-    finally:
-        await consumer.stop()
-    return out
+    return [json.loads(v) for v in await read_values(bootstrap, topic, expected, timeout)]
 
 
 def test_thousand_tickets_fifty_malformed_then_replay(model_db: str, broker: str, tmp_path: Path) -> None:

@@ -65,6 +65,27 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, b
     return asyncio.run(_produce(bootstrap, topic, messages))
 
 
+async def read_values(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[bytes]:
+    """The first `expected` message values of `topic`, from the earliest offset (fails after `timeout`)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list[bytes] = []
+    try:
+        async def loop() -> None:
+            async for msg in consumer:
+                out.append(msg.value or b"")
+                if len(out) >= expected:
+                    return
+
+        await asyncio.wait_for(loop(), timeout)
+    finally:
+        await consumer.stop()
+    return out
+
+
 def ticket_bytes(message: dict[str, Any]) -> tuple[bytes, bytes]:
     return message["ticket_id"].encode(), json.dumps(message).encode()
 
