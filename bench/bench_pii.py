@@ -97,10 +97,10 @@ def banking77_untouched(path: Path = BANKING77_TEST) -> dict[str, object]:
     with path.open(encoding="utf-8", newline="") as f:
         texts = [row["text"] for row in csv.DictReader(f)]
     changed = [(t, r.counts) for t, r in zip(texts, mask_many(texts), strict=True) if r.text != t]
-    from triage.pii import _may_hold_name
+    from triage.pii import may_hold_name
 
     return {"source": str(path), "texts": len(texts), "changed": len(changed),
-            "asked_name_model": round(sum(map(_may_hold_name, texts)) / len(texts), 4),
+            "asked_name_model": round(sum(map(may_hold_name, texts)) / len(texts), 4),
             "changed_share": round(len(changed) / len(texts), 4), "examples": changed[:10]}
 
 

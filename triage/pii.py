@@ -568,8 +568,6 @@ def _labelled(text: str, lower: str, kinds: tuple[str, ...]) -> Iterator[Span]:
             value = m.group(1)
             if kind == "BANK_ACCOUNT" and len(value) == 9 and "rout" in m.group().lower() and not aba_ok(value):
                 continue
-            if kind == "PASSPORT" and value.isalpha():
-                continue
             yield m.span(1)
 
 
@@ -613,17 +611,12 @@ def _bank_accounts(text: str) -> Iterator[Span]:
             yield m.span(2)
 
 
-def _documents(text: str) -> Iterator[Span]:
-    """Passport numbers and driving licences (UK licences by their format, others after their label)."""
-    yield from (m.span() for m in _UK_LICENCE.finditer(text))
-    yield from _passports(text)
-    yield from _licences(text)
-
-
 def _licences(text: str) -> Iterator[Span]:
+    """Driving licences after their label, and US licence shapes in a text that talks of licences (UK
+    licences are found by their own format, `_UK_LICENCE`)."""
     lower = text.lower()
     yield from _labelled(text, lower, ("DRIVING_LICENCE",))
-    if "licen" in lower or "driv" in lower or "dl" in lower or _LICENCE_LABEL.search(text):
+    if "driv" in lower or _LICENCE_LABEL.search(text):
         yield from (m.span() for m in _US_LICENCE_SHAPE.finditer(text))
         for m in _LICENCE_LABEL.finditer(text):
             end = text.find("\n", m.end())
@@ -759,13 +752,13 @@ _NEVER_NAME_CAPS: Final = _NOT_NAMES | frozenset({
     "wed", "wednesday", "were", "what", "what's", "when", "whenever", "where", "which", "while", "who", "why", "with",
     "yesterday", "yet", "you're"
 })
-_CAPITALISED = re.compile(r"\b[A-Z][a-z][\w'’-]*")
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
 
 
-def _may_hold_name(text: str) -> bool:
-    """Whether the NER model could find a name here: some capitalised word not in _NEVER_NAME_CAPS, or
-    none at all (a writer who types all in lower case: "hi, this is john smith")."""
-    caps = [m.group().lower() for m in _CAPITALISED.finditer(text)]
+def may_hold_name(text: str) -> bool:
+    """Whether the NER model could find a name here: some capitalised word ("Maria", "Élodie") not in
+    _NEVER_NAME_CAPS, or none at all (a writer who types all in lower case: "hi, this is john smith")."""
+    caps = [w.lower() for w in _WORD.findall(text) if w[0].isupper() and w[1:2].islower()]
     return not caps or any(w not in _NEVER_NAME_CAPS for w in caps)
 
 
@@ -1014,7 +1007,7 @@ _DETECTORS: Final[tuple[tuple[str, Callable[[str], Iterator[Span]], int, int], .
     ("SSN", _ssns, 9, 0),
     ("NINO", _ninos, 6, 0),
     ("CARD", _cards, 13, 0),
-    ("DRIVING_LICENCE", lambda t: (s for s in _documents(t) if _UK_LICENCE.match(t, s[0])), 7, 16),
+    ("DRIVING_LICENCE", lambda t: (m.span() for m in _UK_LICENCE.finditer(t)), 7, 16),
     ("PASSPORT", _passports, 2, 0),
     ("DRIVING_LICENCE", _licences, 4, 0),
     ("BANK_ACCOUNT", _bank_accounts, 6, 0),
@@ -1091,7 +1084,7 @@ def find_pii_many(texts: Sequence[str], *, names: bool = True) -> list[list[PIIM
     """
     if not names:
         return [_find(text, None) for text in texts]
-    ask = [i for i, text in enumerate(texts) if _may_hold_name(text)]
+    ask = [i for i, text in enumerate(texts) if may_hold_name(text)]
     spans: list[list[Span]] = [[] for _ in texts]
     for i, found in zip(ask, pii_ner.person_spans([texts[i] for i in ask]) if ask else [], strict=True):
         spans[i] = found

@@ -94,9 +94,10 @@ def test_questions_without_a_possible_name_skip_the_model_and_the_rest_ask_it(mo
         return real(texts)
 
     monkeypatch.setattr(pii_ner, "person_spans", spy)
-    texts = ["How do I top up? What is the fee?", "Thanks, Maria", "hi this is john smith", "Why is my PIN blocked?"]
+    texts = ["How do I top up? What is the fee?", "Thanks, Maria", "hi this is john smith", "Why is my PIN blocked?",
+             "Can Łukasz use my card?"]
     out = mask_many(texts)
-    assert asked == ["Thanks, Maria", "hi this is john smith"]
+    assert asked == ["Thanks, Maria", "hi this is john smith", "Can Łukasz use my card?"]
     assert [r.text for r in out][0::3] == [texts[0], texts[3]]
 
 
