@@ -12,15 +12,15 @@ import json
 import random
 import string
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from apps import sim_text as T
-from triage.labels import INTENTS, OOD_LABEL, URGENCIES
 from triage.names import TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_RAW
+from triage.taxonomy import bank
 
 
 def luhn_complete(prefix: str) -> str:
@@ -44,13 +44,17 @@ def iban_complete(country: str, bban: str) -> str:
     return f"{country}{check:02d}{bban}"
 
 
+_PII_LEADS = {"EMAIL": "You can reach me at", "PHONE": "Call me on", "CARD": "My card number is",
+              "IBAN": "My IBAN is"}
+
+
 @dataclass
 class SimTicket:
     """A generated ticket plus its ground truth and the PII planted in it."""
 
     message: dict[str, Any]
     intent: str
-    urgency: str
+    urgency: str | None
     pii: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -114,14 +118,16 @@ class TicketGenerator:
 
     def _pick_intent(self, drifting: bool) -> str:
         if self.ood_rate and self.rng.random() < self.ood_rate:
-            return OOD_LABEL
-        weights = [T.DRIFT_INTENT_BOOST.get(i, 1.0) if drifting else 1.0 for i in INTENTS]
-        return self.rng.choices(INTENTS, weights=weights)[0]
+            return bank().out_of_scope
+        intents = bank().intent_names
+        weights = [T.DRIFT_INTENT_BOOST.get(i, 1.0) if drifting else 1.0 for i in intents]
+        return self.rng.choices(intents, weights=weights)[0]
 
     def _urgency(self, intent: str) -> str:
-        base = URGENCIES.index(T.BASE_URGENCY[intent])
+        urgencies = bank().urgencies
+        base = urgencies.index(T.BASE_URGENCY[intent])
         shift = self.rng.choices([-1, 0, 1], weights=[0.2, 0.6, 0.2])[0]
-        return URGENCIES[min(max(base + shift, 0), len(URGENCIES) - 1)]
+        return urgencies[min(max(base + shift, 0), len(urgencies) - 1)]
 
     def generate(self) -> SimTicket:
         r = self.rng
@@ -149,26 +155,32 @@ class TicketGenerator:
         pii: dict[str, list[str]] = {}
         if r.random() < self.pii_rate:
             kind = r.choice(["EMAIL", "PHONE", "CARD", "IBAN"])
-            value = {"EMAIL": lambda: self._email(name), "PHONE": self._phone, "CARD": self._card, "IBAN": self._iban}[
-                kind
-            ]()
+            value = self.pii_value(kind, name)
             pii.setdefault(kind, []).append(value)
-            lead = {
-                "EMAIL": "You can reach me at",
-                "PHONE": "Call me on",
-                "CARD": "My card number is",
-                "IBAN": "My IBAN is",
-            }[kind]
-            body += f" {lead} {value}."
+            body += f" {_PII_LEADS[kind]} {value}."
+        message = self._message(body, T.SUBJECTS[intent], channel, name, drifting)
+        return SimTicket(message=message, intent=intent, urgency=urgency, pii=pii)
+
+    def pii_value(self, kind: str, name: str) -> str:
+        """A fresh value of a planted PII kind (EMAIL, PHONE, CARD, IBAN; PERSON is `name`)."""
+        if kind == "EMAIL":
+            return self._email(name)
+        makers: dict[str, Callable[[], str]] = {"PHONE": self._phone, "CARD": self._card, "IBAN": self._iban,
+                                                "PERSON": lambda: name}
+        return makers[kind]()
+
+    def _message(self, body: str, topic: str, channel: str, name: str, drifting: bool) -> dict[str, Any]:
+        """The ticket as a channel sends it: emails get a greeting, a signature, a quoted reply and a subject."""
+        r = self.rng
         if channel == "email":
             greeting = r.choice(T.GREETINGS)
             body = (f"{greeting}\n\n" if greeting else "") + body + f"\n\n{r.choice(T.SIGNOFFS)}\n{name}"
             if r.random() < 0.3:
                 body += f"\n\nOn Mon, {name.split()[0]} wrote:\n> Thank you for contacting us.\n> Ticket received."
-            subject = r.choice([T.SUBJECTS[intent], "Help needed", "Question", f"Re: {T.SUBJECTS[intent]}"])
+            subject = r.choice([topic, "Help needed", "Question", f"Re: {topic}"])
         else:
             subject = ""
-        message = {
+        return {
             "ticket_id": f"T-{uuid.UUID(int=r.getrandbits(128)).hex[:16]}",
             "channel": channel,
             "customer_ref": f"C-{r.randint(10000, 99999)}",
@@ -177,7 +189,6 @@ class TicketGenerator:
             "received_at": datetime.now(UTC).isoformat(),
             "metadata": {"source": "simulator", "drift": drifting},
         }
-        return SimTicket(message=message, intent=intent, urgency=urgency, pii=pii)
 
     def stream(self, count: int | None) -> Iterator[SimTicket]:
         n = 0
@@ -195,9 +206,8 @@ MALFORMED: tuple[bytes, ...] = (
 )
 
 
-def feedback_for(
-    truth_intent: str, truth_urgency: str, decision: dict[str, Any], rng: random.Random, reviewer: str = "sim-reviewer"
-) -> dict[str, Any]:
+def feedback_for(truth_intent: str, truth_urgency: str | None, decision: dict[str, Any], rng: random.Random,
+                 reviewer: str = "sim-reviewer") -> dict[str, Any]:
     """A reviewer's verdict on a decision: confirm when the model was right, else correct it."""
     prediction = decision.get("prediction", {}).get("heads", {})
     predicted_intent = prediction.get("intent", {}).get("label")
@@ -214,15 +224,19 @@ def feedback_for(
     }
 
 
-def write_csv(path: Path, count: int, seed: int, ood_rate: float = 0.05, drift_after: int | None = None) -> int:
-    """Write `count` labelled tickets (text, intent, urgency) for training; return rows written."""
-    gen = TicketGenerator(seed=seed, ood_rate=ood_rate, drift_after=drift_after)
+def write_csv(path: Path, count: int, seed: int, ood_rate: float = 0.05, drift_after: int | None = None,
+              generator: TicketGenerator | None = None) -> int:
+    """Write `count` labelled tickets (text, intent, urgency) for training; return rows written.
+
+    `generator`: the traffic to write (default the bank's, seeded by `seed`, `ood_rate`, `drift_after`).
+    """
+    gen = generator or TicketGenerator(seed=seed, ood_rate=ood_rate, drift_after=drift_after)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["ticket_id", "text", "intent", "urgency", "channel"])
         for t in gen.stream(count):
-            writer.writerow([t.message["ticket_id"], t.text, t.intent, t.urgency, t.message["channel"]])
+            writer.writerow([t.message["ticket_id"], t.text, t.intent, t.urgency or "", t.message["channel"]])
     return count
 
 
@@ -248,14 +262,18 @@ async def run(
     malformed_rate: float,
     ood_rate: float = 0.02,
     stats: SimStats | None = None,
+    generator: TicketGenerator | None = None,
 ) -> SimStats:
-    """Produce tickets at `rate`/s (forever when count is None) and feedback on the decisions seen."""
+    """Produce tickets at `rate`/s (forever when count is None) and feedback on the decisions seen.
+
+    `generator`: the traffic (default the bank's, from `seed`, `drift_after`, `ood_rate`).
+    """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     stats = stats or SimStats()
-    gen = TicketGenerator(seed=seed, drift_after=drift_after, ood_rate=ood_rate)
+    gen = generator or TicketGenerator(seed=seed, drift_after=drift_after, ood_rate=ood_rate)
     rng = random.Random(seed + 1)
-    truth: dict[str, tuple[str, str]] = {}
+    truth: dict[str, tuple[str, str | None]] = {}
     pending: set[asyncio.Future[Any]] = set()  # keep references to scheduled sends
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()

@@ -28,11 +28,12 @@ from streams.audit import AuditSink
 from streams.decide import Classified, build_decision
 from streams.ingest import Source, decode_ticket
 from streams.models import LoadedModel, ModelSet
-from streams.policy import load_policy
 from streams.prepare import prepare
 from triage.names import TOPIC_RAW
+from triage.policy import bind, load_policy
 from triage.schemas import DeadLetter, Prediction
 from triage.settings import PROJECT_ROOT
+from triage.taxonomy import bank
 
 MODEL_NAME = "triage-classifier"
 
@@ -43,7 +44,7 @@ async def run(bootstrap: str, url: str, model_dir: Path, threads: int, limit: in
     # Label maps, temperatures, thresholds and the tokenizer of the folder (its int8 session is not used).
     labels = Classifier.load(model_dir, threads=1, int8=True)
     models = ModelSet(champion=LoadedModel(MODEL_NAME, 1, labels))
-    policy = load_policy(PROJECT_ROOT / "streams" / "policy.yaml")
+    policy = bind(load_policy(PROJECT_ROOT / "workspaces" / "bank" / "policy.yaml"), [("the bank", bank())])
     consumer = AIOKafkaConsumer(TOPIC_RAW, bootstrap_servers=bootstrap, group_id="bench-naive",
                                 auto_offset_reset="earliest", enable_auto_commit=True)
     await consumer.start()

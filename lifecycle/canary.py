@@ -34,7 +34,6 @@ from lifecycle.sequential import DEFAULT_TAU, MixtureSPRT, msprt_two_proportions
 from ml import registry
 from triage import db
 from triage.errors import TriageError
-from triage.labels import OOD_LABEL
 from triage.names import T_DECISIONS, V_LABELLED_DECISIONS, qualified
 from triage.schemas import Deployment
 from triage.settings import Settings
@@ -54,12 +53,13 @@ WITH d AS (
     WHERE d.model_name = %(name)s AND d.decided_at >= %(start)s AND d.decided_at < %(end)s
 )
 """
-_AGREE = "(human_intent = {p} OR (human_intent = '{ood}' AND {a}))"
+# A person's out-of-scope label agrees with an abstention (the champion's taxonomy names that label).
+_AGREE = "(human_intent = {p} OR (human_intent = %(ood)s AND {a}))"
 CANARY_SQL = _LABELLED + f"""
 SELECT arm, model_version AS version, count(*) AS decisions,
        count(fb_kind) AS labelled,
        count(*) FILTER (WHERE human_intent IS NOT NULL) AS judged,
-       count(*) FILTER (WHERE {_AGREE.format(p="intent", ood=OOD_LABEL, a="abstained")}) AS agree,
+       count(*) FILTER (WHERE {_AGREE.format(p="intent", a="abstained")}) AS agree,
        count(*) FILTER (WHERE overridden) AS overrides,
        count(*) FILTER (WHERE abstained) AS abstained,
        count(*) FILTER (WHERE intent IS NULL AND challenger IS NOT NULL) AS errors,
@@ -81,7 +81,7 @@ _SHADOW_ROWS = _LABELLED + """
 
 
 def _shadow_arm(arm: str, intent: str, urgency: str, abstained: str, other: str, latency: str) -> str:
-    agree = _AGREE.format(p=intent, ood=OOD_LABEL, a=abstained)
+    agree = _AGREE.format(p=intent, a=abstained)
     override = (f"(human_intent IS NOT NULL AND human_intent IS DISTINCT FROM {intent}) OR "
                 f"(human_urgency IS NOT NULL AND human_urgency IS DISTINCT FROM {urgency})")
     return (f"SELECT '{arm}' AS arm, count(*) AS decisions, count(fb_kind) AS labelled, "
@@ -267,8 +267,11 @@ def decide(champion: ArmStats, challenger: ArmStats, *, thresholds: CanaryThresh
 def arm_stats(url: str, dep: Deployment, end: datetime) -> tuple[ArmStats, ArmStats]:
     """(champion, challenger) numbers over the current step's window [step_started_at, end)."""
     sql = SHADOW_SQL if dep.mode == "shadow" else CANARY_SQL
+    from ml import registry
+
+    ood = registry.taxonomy_of(registry.get(url, dep.name, dep.champion_version)).out_of_scope
     params = {"name": dep.name, "start": _window_start(dep), "end": end, "champion": dep.champion_version,
-              "challenger": dep.challenger_version}
+              "challenger": dep.challenger_version, "ood": ood}
     with db.connect(url) as conn:
         rows = {r["arm"]: r for r in conn.execute(sql, params).fetchall()}
 

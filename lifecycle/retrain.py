@@ -38,7 +38,7 @@ import pandas as pd
 from ml import layout
 from triage import db
 from triage.errors import TriageError
-from triage.labels import HEADS, OOD_LABEL
+from triage.labels import LABEL_HEADS as HEADS
 from triage.names import T_DECISIONS, T_TICKETS, V_LABELLED_DECISIONS, qualified
 from triage.schemas import ModelVersion
 from triage.settings import Settings
@@ -257,10 +257,14 @@ def fine_tune(settings: Settings, cfg: RetrainConfig, ts: TrainingSet, *, say: S
         patience=cfg.epochs, time_budget_s=cfg.time_budget_s, seed=cfg.seed, threads=cfg.threads, progress=False,
         export=True, **{k: recipe[k] for k in keep if k in recipe},
     )
+    taxonomy = registry.taxonomy_of(champ)
     args.label_cols = [c for c in args.label_cols if c in HEADS] or list(HEADS)
     if args.ood_label is None:
-        args.ood_label = OOD_LABEL
-    dataset = load_file(ts.path(TRAIN_FILE), label_cols=args.label_cols, ood_label=args.ood_label)
+        args.ood_label = taxonomy.out_of_scope
+    if (champ_dir / layout.TAXONOMY).is_file():  # the candidate keeps the champion's label set (JSON is YAML)
+        args.taxonomy = str(champ_dir / layout.TAXONOMY)
+    dataset = load_file(ts.path(TRAIN_FILE), label_cols=args.label_cols, ood_label=args.ood_label,
+                        known_heads=taxonomy.heads)
     say(f"fine-tuning v{champ.version} of {champ.name} on {len(dataset)} rows for up to {cfg.epochs} epochs")
     train(args, say=say, dataset=dataset)
     return out
@@ -281,7 +285,7 @@ def evaluate(model_dir: Path, frame: pd.DataFrame, threads: int = 2) -> dict[str
         if head not in frame.columns:
             continue
         truth = [None if pd.isna(v) else str(v) for v in frame[head]]
-        keep = [i for i, v in enumerate(truth) if v is not None and v != OOD_LABEL and v in labels]
+        keep = [i for i, v in enumerate(truth) if v is not None and v in labels]  # out-of-scope is no class
         if not keep:
             continue
         y = [str(truth[i]) for i in keep]

@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from triage.errors import TriageError
-from triage.labels import HEADS
 from triage.names import T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
+from triage.taxonomy import DEFAULT_URGENCIES, IntentSpec, Taxonomy, TaxonomyError, describe_labels, load_taxonomy
 
 
 class DataError(TriageError, ValueError):
@@ -79,8 +79,9 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 def from_frame(df: pd.DataFrame, *, text_col: str = "text", label_cols: Sequence[str] = ("intent", "urgency"),
                ood_label: str | None = None, source: str = "data", row_offset: int = 2,
-               min_rows: int = 2) -> Dataset:
-    """Validate a frame and build a Dataset. Label sets of known heads follow `triage.labels` order."""
+               min_rows: int = 2, known_heads: dict[str, list[str]] | None = None) -> Dataset:
+    """Validate a frame and build a Dataset. A head whose labels all appear in `known_heads` gets that
+    label set in that order (a taxonomy's); any other head gets its observed labels, sorted."""
     if text_col not in df.columns:
         raise DataError(f"{source} has no text column {text_col!r} (columns: {', '.join(map(str, df.columns))}); "
                         "pass --text-col")
@@ -117,7 +118,7 @@ def from_frame(df: pd.DataFrame, *, text_col: str = "text", label_cols: Sequence
                             "at least 2 rows (add examples or merge the label)")
         if len(counts) < 2 and min_rows >= 2:
             raise DataError(f"{source} column {col!r} has a single label {counts.index[0]!r}; a head needs 2 or more")
-        known = HEADS.get(col)
+        known = (known_heads or {}).get(col)
         observed = set(counts.index)
         heads[col] = list(known) if known is not None and observed <= set(known) else sorted(observed)
         labels[col] = vals
@@ -186,3 +187,58 @@ def split(ds: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset
     except ValueError:
         tr, va = train_test_split(idx, test_size=n_val, random_state=seed)
     return ds.subset(sorted(tr)), ds.subset(sorted(va))
+
+
+def fit_taxonomy(ds: Dataset, *, explicit: Path | None, workspace: Path | None,
+                 name: str = "derived", ood_label: str | None = None) -> tuple[Taxonomy, Dataset, str]:
+    """The taxonomy a model trained on `ds` carries, the dataset with its heads in taxonomy order, and
+    where the taxonomy came from.
+
+    `explicit` (`--taxonomy FILE`): every label must be in it, else DataError naming the label. Otherwise
+    the workspace's taxonomy when the labels fit it, else one derived from the labels (intents sorted,
+    urgencies in the usual low..critical order where they fit it).
+    """
+    base: Taxonomy | None = None
+    source = ""
+    if explicit is not None:
+        try:
+            base = load_taxonomy(explicit)
+        except TaxonomyError as exc:
+            raise DataError(str(exc)) from None
+        source = str(explicit)
+        for head in ("intent", "urgency"):
+            if head not in ds.heads:
+                continue
+            known = base.heads.get(head, [])
+            extra = [lab for lab in ds.heads[head] if lab not in known]
+            if extra:
+                raise DataError(f"{head} label {extra[0]!r} of the data is not in the taxonomy {explicit} "
+                                f"({len(extra)} unknown; it knows {describe_labels(known)}); add it to the "
+                                "taxonomy's intents/urgencies, or map or drop those rows")
+    elif workspace is not None and workspace.is_file():
+        try:
+            candidate = load_taxonomy(workspace)
+        except TaxonomyError:
+            candidate = None
+        if candidate is not None and all(
+            head in candidate.heads and set(ds.heads[head]) <= set(candidate.heads[head])
+            for head in ("intent", "urgency") if head in ds.heads
+        ):
+            base, source = candidate, str(workspace)
+    if base is None:
+        urg = ds.heads.get("urgency", [])
+        if set(urg) <= set(DEFAULT_URGENCIES):
+            urg = [u for u in DEFAULT_URGENCIES if u in urg]
+        base = Taxonomy(name=name, intents={i: IntentSpec() for i in sorted(ds.heads.get("intent", []))},
+                        urgencies=list(urg), out_of_scope=ood_label or "out_of_scope")
+        source = "derived from the data's labels"
+    heads = dict(ds.heads)
+    for head, labels in base.heads.items():
+        if head in heads:
+            heads[head] = list(labels)
+    stored = base
+    if "urgency" not in ds.heads and base.urgencies:  # the model has no urgency head: neither does its taxonomy
+        stored = base.model_copy(update={"urgencies": [], "sla_minutes": {}})
+    if ood_label is not None and ood_label != stored.out_of_scope:
+        stored = stored.model_copy(update={"out_of_scope": ood_label})
+    return stored, Dataset(texts=ds.texts, labels=ds.labels, heads=heads, ood=ds.ood), source

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from triage.taxonomy import MODEL_FILE
+
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 TOKENIZER = "tokenizer.json"
@@ -22,6 +24,7 @@ TRAINING_ARGS = "training_args.json"
 SERVING = "serving.json"
 HEADS_WEIGHTS = "heads.safetensors"
 REFERENCE = "reference.csv"
+TAXONOMY = MODEL_FILE  # the workspace taxonomy the model was trained on
 CARD = "README.md"
 
 # Files serving needs; a folder without them is not a model.

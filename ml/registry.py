@@ -24,15 +24,17 @@ from triage import db
 from triage.errors import TriageError
 from triage.labels import DEPLOYMENT_MODES
 from triage.names import T_DEPLOYMENTS, T_MODEL_EVENTS, T_MODEL_VERSIONS, qualified
+from triage.policy import PolicyError, bind, load_policy
 from triage.schemas import Deployment, ModelVersion
 from triage.settings import get_settings
+from triage.taxonomy import Taxonomy, from_model_dir
 
 MV = qualified(T_MODEL_VERSIONS)
 EV = qualified(T_MODEL_EVENTS)
 DEP = qualified(T_DEPLOYMENTS)
 _COLUMNS = (
     "name, version, status, heads, base_model, data_fingerprint, metrics, artifact_path, "
-    "artifact_sha256, created_at, updated_at, changed_by, reason"
+    "artifact_sha256, created_at, updated_at, changed_by, reason, taxonomy"
 )
 _DEPLOYMENT_END_STATUSES = ("promoted", "rolled_back", "ended")
 
@@ -109,6 +111,7 @@ def register(url: str | None, model_dir: Path, *, name: str, status: str = "cand
     if status not in ("candidate", "champion"):
         raise RegistryError(f"register status {status!r}: use candidate (then promote) or champion")
     heads = layout.read_heads(model_dir)
+    taxonomy = from_model_dir(model_dir, heads)
     train_args: dict[str, Any] = {}
     if (model_dir / layout.TRAINING_ARGS).is_file():
         train_args = layout.read_json(model_dir, layout.TRAINING_ARGS)
@@ -136,11 +139,12 @@ def register(url: str | None, model_dir: Path, *, name: str, status: str = "cand
             try:
                 conn.execute(
                     f"INSERT INTO {MV} (name, version, status, heads, base_model, data_fingerprint, metrics, "
-                    "training_args, artifact_path, artifact_sha256, changed_by, reason) "
-                    "VALUES (%s, %s, 'candidate', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    "training_args, artifact_path, artifact_sha256, changed_by, reason, taxonomy) "
+                    "VALUES (%s, %s, 'candidate', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (name, version, Jsonb(heads), str(train_args.get("base", "unknown")),
                      str(train_args.get("data_fingerprint", "unknown")), Jsonb(_jsonable(metrics)),
-                     Jsonb(_jsonable(train_args)), str(final.resolve()), digest, changed_by, reason),
+                     Jsonb(_jsonable(train_args)), str(final.resolve()), digest, changed_by, reason,
+                     Jsonb(taxonomy.to_json())),
                 )
                 _event(conn, name, version, None, "candidate", changed_by, reason, {"sha256": digest})
                 if status == "champion":
@@ -177,9 +181,28 @@ def champion(url: str | None, name: str) -> ModelVersion | None:
     return _row_to_mv(dict(row)) if row else None
 
 
+def taxonomy_of(mv: ModelVersion | dict[str, Any]) -> Taxonomy:
+    """The taxonomy a model version was trained on (derived from its label maps for older versions)."""
+    row = mv.model_dump() if isinstance(mv, ModelVersion) else mv
+    if row.get("taxonomy"):
+        return Taxonomy.from_json(row["taxonomy"])
+    return Taxonomy.from_heads(row["heads"])
+
+
+def check_policy(row: ModelVersion | dict[str, Any], what: str, policy_path: Path | None = None) -> None:
+    """Refuse (RegistryError) to let `row` act when the active policy names labels its taxonomy lacks."""
+    path = Path(policy_path or get_settings().policy_file)
+    label = f"{row['name']} v{row['version']}" if isinstance(row, dict) else f"{row.name} v{row.version}"
+    try:
+        bind(load_policy(path), [(f"model {label}", taxonomy_of(row))])
+    except PolicyError as exc:
+        raise RegistryError(f"refusing to {what} {label}: the active policy would break: {exc}") from None
+
+
 def _promote_locked(conn: psycopg.Connection[Any], name: str, version: int, *, changed_by: str,
                     reason: str) -> None:
     target = _fetch(conn, name, version)
+    check_policy(target, "promote")
     if target["status"] == "champion":
         raise RegistryError(f"model {name} version {version} is already the champion")
     if target["status"] == "rejected":
@@ -290,6 +313,8 @@ def start_deployment(url: str | None, name: str, challenger_version: int, mode: 
             if chal["status"] not in ("candidate", "canary"):
                 raise RegistryError(
                     f"model {name} version {challenger_version} is {chal['status']}; only a candidate can be deployed")
+            if mode == "canary":  # a canary acts on its share: the policy must hold for it too
+                check_policy(chal, "start a canary of")
             active = conn.execute(f"SELECT challenger_version FROM {DEP} WHERE name = %s AND status = 'active'",
                                   (name,)).fetchone()
             if active is not None:

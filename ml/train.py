@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ml import calibrate, layout
-from ml.data import DataError, Dataset, from_db, load_file, split
+from ml import calibrate, imports, layout
+from ml.data import DataError, Dataset, fit_taxonomy, from_db, from_frame, load_file, split
 from ml.serving import softmax
 from ml.training_args import TrainingArgs as TrainingArgs
 from ml.training_args import default_base as default_base
@@ -93,14 +93,31 @@ def head_scores(logits: dict[str, np.ndarray[Any, Any]], ds: Dataset) -> dict[st
     return scores
 
 
-def load_dataset(args: TrainingArgs) -> Dataset:
+def load_dataset(args: TrainingArgs, say: Say | None = None) -> Dataset:
+    """The training rows: production labels, or `--data` (through `ml.imports` for JSONL or mapped columns)."""
     if args.from_db:
         from triage.settings import get_settings
 
         return from_db(get_settings().db_url(), label_cols=args.label_cols, ood_label=args.ood_label)
     if not args.data:
-        raise DataError("no training data: pass --data FILE (CSV or Parquet) or --from-db")
-    return load_file(Path(args.data), text_col=args.text_col, label_cols=args.label_cols, ood_label=args.ood_label)
+        raise DataError("no training data: pass --data FILE (CSV, JSONL or Parquet) or --from-db")
+    path = Path(args.data)
+    if args.intent_col is None and args.urgency_col is None:
+        if args.limit is None and path.suffix.lower() in (".csv", ".parquet", ".pq"):
+            return load_file(path, text_col=args.text_col, label_cols=args.label_cols, ood_label=args.ood_label)
+        return from_frame(imports.read_table(path, args.limit), text_col=args.text_col, label_cols=args.label_cols,
+                          ood_label=args.ood_label, source=str(path))
+    frame = imports.read_table(path, args.limit)
+    present = [h for h in ("intent", "urgency") if h in args.label_cols and h in frame.columns]
+    cmap = imports.ColumnMap(text=[args.text_col],
+                             intent=args.intent_col or ("intent" if "intent" in present else None),
+                             urgency=args.urgency_col or ("urgency" if "urgency" in present else None))
+    rows, report = imports.normalise(frame, cmap, source=str(path), limit=args.limit)
+    if say is not None:
+        for line in report.lines():
+            say(line)
+    return from_frame(rows, text_col="text", label_cols=list(cmap.labels), ood_label=args.ood_label,
+                      source=str(path), row_offset=1)
 
 
 def masked(ds: Dataset) -> Dataset:
@@ -136,9 +153,15 @@ def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) 
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    ds = dataset if dataset is not None else load_dataset(args)
+    ds = dataset if dataset is not None else load_dataset(args, say)
     if args.mask_pii and not args.from_db:
         ds = masked(ds)
+    from triage.settings import get_settings
+
+    taxonomy, ds, taxonomy_source = fit_taxonomy(
+        ds, explicit=Path(args.taxonomy) if args.taxonomy else None, workspace=get_settings().taxonomy_file,
+        name=Path(args.data).stem if args.data else "production-labels", ood_label=args.ood_label)
+    say(f"taxonomy: {taxonomy.name} ({len(taxonomy.intents)} intents), {taxonomy_source}")
     args.label_cols = list(ds.heads)
     args.data_fingerprint = ds.fingerprint()
     train_ds, val_ds = split(ds, args.val_fraction, args.seed)
@@ -239,6 +262,7 @@ def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) 
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    layout.write_json(out, layout.TAXONOMY, taxonomy.to_json())
     val_logits = predict_logits(model, enc_val)
     metrics = finish(model, tokenizer, args, train_ds, val_ds, val_logits, out)
     metrics.update({"train_seconds": round(train_seconds, 1), "steps": step, "best_epoch": best_epoch,

@@ -32,13 +32,25 @@ class TrainingArgs:
     output_dir: str = field(metadata={
         "help": "model folder to write", "flags": ("--output", "-o"), "metavar": "DIR"})
     data: str | None = field(default=None, metadata={
-        "help": "CSV or Parquet file with a text column and label columns", "group": "source", "metavar": "FILE"})
+        "help": "CSV, JSONL or Parquet file with a text column and label columns", "group": "source",
+        "metavar": "FILE"})
     from_db: bool = field(default=False, metadata={
         "help": "train on production labels in PostgreSQL", "group": "source"})
     text_col: str = field(default="text", metadata={"help": "column holding the text"})
     label_cols: list[str] = field(default_factory=lambda: ["intent", "urgency"], metadata={
         "help": "label column, one head each; repeat for more; columns the data lacks are skipped",
         "flags": ("--label-col",), "metavar": "COL"})
+    intent_col: str | None = field(default=None, metadata={
+        "help": "column of --data holding the intent labels, e.g. category (read through ml.imports)",
+        "metavar": "COL"})
+    urgency_col: str | None = field(default=None, metadata={
+        "help": "column of --data holding the urgency labels", "metavar": "COL",
+        "default_help": "urgency, when --data has it"})
+    limit: int | None = field(default=None, metadata={
+        "help": "use only the first N rows of --data", "metavar": "N"})
+    taxonomy: str | None = field(default=None, metadata={
+        "help": "taxonomy YAML the labels must be in (stored with the model)", "metavar": "FILE",
+        "default_help": "the workspace's taxonomy.yaml when the labels fit it, else derived from the labels"})
     ood_label: str | None = field(default=None, metadata={
         "help": "label meaning out of scope: not a class, tunes the abstention threshold", "metavar": "LABEL"})
     target_ood_recall: float | None = field(default=None, metadata={
@@ -84,3 +96,5 @@ class TrainingArgs:
             raise TrainingArgsError(f"--target-ood-recall {self.target_ood_recall}: use a number in (0, 1]")
         if self.target_ood_recall is not None and self.ood_label is None:
             raise TrainingArgsError("--target-ood-recall needs --ood-label LABEL")
+        if self.limit is not None and self.limit < 1:
+            raise TrainingArgsError(f"--limit {self.limit}: use a number of rows of at least 1, or leave it out")

@@ -37,8 +37,9 @@ def worker(loglevel: str) -> int:
     import faust  # noqa: F401 - imported here so `--help` stays fast
 
     from streams.app import create_app
-    from streams.policy import PolicyError
     from triage.dlq_crypto import DlqKeyError
+    from triage.policy import PolicyError
+    from triage.taxonomy import TaxonomyError
 
     try:
         settings = get_settings()
@@ -48,7 +49,7 @@ def worker(loglevel: str) -> int:
     _ensure_topics(settings.bootstrap_servers, settings.kafka_partitions)
     try:
         w = create_app(settings)
-    except (PolicyError, DlqKeyError) as exc:
+    except (PolicyError, TaxonomyError, DlqKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     w.app.conf.datadir.parent.mkdir(parents=True, exist_ok=True)

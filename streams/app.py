@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -30,12 +29,13 @@ from streams.ingest import Source
 from streams.metrics import CONTENT_TYPE, Metrics
 from streams.models import ModelManager, default_loader
 from streams.pipeline import Pipeline, Publisher, RawMessage
-from streams.policy import PolicyWatcher
 from streams.transport import TriageApp
 from triage import dlq_crypto
 from triage.backoff import Backoff
 from triage.names import TOPIC_FEEDBACK, TOPIC_RAW, WORKER_GROUP
+from triage.policy import PolicyWatcher
 from triage.settings import Settings
+from triage.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
 MODEL_POLL_SECONDS = 3.0
@@ -277,8 +277,13 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     sink = sink or AuditSink(db_url, on_state=on_state, dlq_retention=timedelta(days=settings.dlq_retention_days))
     # Each classify thread runs its own batch on its own onnxruntime threads: on a busy machine, one
     # batch on two intra-op threads stalls whenever either thread is preempted; two batches do not.
+    # Until the registry is read, the policy is checked against the workspace's taxonomy; then against
+    # the acting models' (and new models whose labels the policy does not fit are refused).
+    policy = policy or PolicyWatcher(settings.policy_file, [
+        (f"the workspace taxonomy {settings.taxonomy_file}", load_taxonomy(settings.taxonomy_file))])
     models = models or ModelManager(db_url, settings.model_name, default_loader(settings.worker_onnx_threads))
-    policy = policy or PolicyWatcher(Path(settings.policy_path))
+    if models.policy is None:
+        models.policy = policy
     datadir = settings.state_dir / "faust" / f"worker-{settings.worker_port}"
 
     app = TriageApp(

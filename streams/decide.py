@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from streams.models import LoadedModel, ModelSet, in_canary, top3
-from streams.policy import Facts, RoutingPolicy, decide
 from streams.prepare import Prepared
+from triage.policy import Facts, RoutingPolicy, decide
 from triage.schemas import Decision, HeadPrediction, Prediction
 
 

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from triage import dlq_crypto
-from triage.labels import INTENTS, OOD_LABEL, URGENCIES
 from triage.pii import MaskResult, safe_mask
 from triage.schemas import DeadLetter, Feedback, Ticket
+from triage.taxonomy import KnownLabels, describe_labels
 
 M = TypeVar("M", bound=BaseModel)
 Masker = Callable[[str], MaskResult | None]
@@ -139,15 +139,17 @@ def decode_ticket(raw: bytes | None, src: Source, *, max_body_chars: int,
     return result
 
 
-FEEDBACK_INTENTS = frozenset((*INTENTS, OOD_LABEL))
+def check_feedback(fb: Feedback, known: KnownLabels) -> str | None:
+    """None when a feedback event is usable as a label, else why not (the masked original shows the value).
 
-
-def check_feedback(fb: Feedback) -> str | None:
-    """None when a feedback event is usable as a label, else why not (the masked original shows the value)."""
-    if fb.intent is not None and fb.intent not in FEEDBACK_INTENTS:
-        return "unknown intent (not a label of the taxonomy)"
-    if fb.urgency is not None and fb.urgency not in URGENCIES:
-        return f"unknown urgency (not one of {', '.join(URGENCIES)})"
+    Intents and urgencies must be labels of a deployed model (`known`): the team's own taxonomy.
+    """
+    if fb.intent is not None and fb.intent not in known.intents:
+        return (f"unknown intent (not a label of {known.source}; they know "
+                f"{describe_labels(sorted(known.intents))})")
+    if fb.urgency is not None and fb.urgency not in known.urgencies:
+        return (f"unknown urgency (not a label of {known.source}; they know "
+                f"{describe_labels(sorted(known.urgencies)) or 'no urgency'})")
     if fb.kind == "correct" and fb.intent is None and fb.urgency is None:
         return "kind 'correct' needs an intent or an urgency"
     if fb.kind == "reroute" and fb.route is None:
@@ -155,10 +157,11 @@ def check_feedback(fb: Feedback) -> str | None:
     return None
 
 
-def decode_feedback(raw: bytes | None, src: Source, reject: Reject = dead_letter) -> Feedback | DeadLetter:
+def decode_feedback(raw: bytes | None, src: Source, known: KnownLabels,
+                    reject: Reject = dead_letter) -> Feedback | DeadLetter:
     """A valid feedback event, or a dead letter with the reason."""
     result = decode_json(raw, Feedback, src, reject)
-    if isinstance(result, Feedback) and (problem := check_feedback(result)) is not None:
+    if isinstance(result, Feedback) and (problem := check_feedback(result, known)) is not None:
         return reject(f"invalid feedback: {problem}", raw, src)
     return result
 

@@ -17,9 +17,15 @@ from typing import Any, Protocol
 
 from triage.backoff import Backoff
 from triage.labels import DeploymentMode
+from triage.policy import PolicyWatcher
 from triage.schemas import Deployment, HeadPrediction, ModelVersion
+from triage.taxonomy import KnownLabels, Taxonomy
 
 log = logging.getLogger(__name__)
+
+
+class ModelsRefused(Exception):
+    """The registry's models cannot take over (the routing policy does not hold for their labels)."""
 
 
 class Predictor(Protocol):
@@ -34,6 +40,16 @@ class LoadedModel:
     version: int
     classifier: Predictor
     path: str = ""
+    taxonomy: Taxonomy | None = None
+
+    @property
+    def label_set(self) -> Taxonomy:
+        """The taxonomy the model was trained on (from its label maps when none was stored)."""
+        return self.taxonomy or Taxonomy.from_heads(self.classifier.heads)
+
+    @property
+    def who(self) -> str:
+        return f"model {self.name} v{self.version}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,20 @@ class ModelSet:
     def key(self) -> tuple[Any, ...]:
         return (self.champion.version if self.champion else None,
                 self.challenger.version if self.challenger else None, self.mode, self.percent)
+
+    def acting(self) -> list[tuple[str, Taxonomy]]:
+        """The taxonomies of the models whose predictions route tickets (the policy must hold for each)."""
+        out = [(f"champion {self.champion.who}", self.champion.label_set)] if self.champion else []
+        if self.challenger is not None and self.mode == "canary":
+            out.append((f"canary {self.challenger.who}", self.challenger.label_set))
+        return out
+
+    def known_labels(self) -> KnownLabels | None:
+        """Labels that feedback may name: the champion's and the challenger's; None with no model."""
+        models = [m for m in (self.champion, self.challenger) if m is not None]
+        if not models:
+            return None
+        return KnownLabels.of([m.label_set for m in models], " and ".join(m.who for m in models))
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"champion": None, "challenger": None}
@@ -94,6 +124,21 @@ class Wanted:
                 dep.mode if dep and self.challenger else None, dep.percent if dep and self.challenger else 0.0)
 
 
+    def acting(self) -> list[tuple[str, Taxonomy]]:
+        """Taxonomies of the models that would route tickets: the champion and a canary (not a shadow)."""
+        from ml.registry import taxonomy_of
+
+        out = [(f"champion model {m.name} v{m.version}", taxonomy_of(m)) for m in (self.champion,) if m]
+        dep, chal = self.deployment, self.challenger
+        if chal is not None and dep is not None and dep.mode == "canary" and self.champion is not None \
+                and chal.version != self.champion.version:
+            out.append((f"canary model {chal.name} v{chal.version}", taxonomy_of(chal)))
+        return out
+
+    def describe(self) -> str:
+        return ", ".join(f"{m.name} v{m.version}" for m in (self.champion, self.challenger) if m) or "no model"
+
+
 def read_registry(db_url: str, name: str) -> Wanted:
     """Blocking: the champion and the active deployment's challenger from the registry."""
     from ml import registry
@@ -117,10 +162,12 @@ def default_loader(threads: int) -> Loader:
 class ModelManager:
     """Polls the registry and keeps `current` (a ModelSet) up to date; never raises from `refresh`."""
 
-    def __init__(self, db_url: str, name: str, loader: Loader) -> None:
+    def __init__(self, db_url: str, name: str, loader: Loader, policy: PolicyWatcher | None = None) -> None:
         self.db_url = db_url
         self.name = name
         self.loader = loader
+        # The policy must hold for the labels of new models before they take over; it is re-bound after.
+        self.policy = policy
         self.current = ModelSet(champion=None)
         self.error: str | None = None
         # True once the registry has been read: until then "no champion" means "not known yet".
@@ -135,7 +182,8 @@ class ModelManager:
         from ml import registry
 
         path = registry.verified_path(mv)
-        loaded = LoadedModel(name=mv.name, version=mv.version, classifier=self.loader(path), path=str(path))
+        loaded = LoadedModel(name=mv.name, version=mv.version, classifier=self.loader(path), path=str(path),
+                             taxonomy=registry.taxonomy_of(mv))
         self._cache[mv.version] = loaded
         return loaded
 
@@ -170,7 +218,15 @@ class ModelManager:
                 if wanted.key == self.current.key:
                     self.error, self.known = None, True
                     return False
+                refused = self.policy.fits(wanted.acting()) if self.policy is not None else None
+                if refused is not None:
+                    raise ModelsRefused(f"refusing {wanted.describe()}: {refused}")
                 new = await asyncio.to_thread(self._build, wanted)
+            except ModelsRefused as exc:  # the registry was read: what it wants may not run; keep what runs
+                first = self.error != str(exc)
+                self.error, self.known = str(exc), True
+                log.log(logging.ERROR if first else logging.DEBUG, "%s; keeping %s", exc, self.current.describe())
+                return False
             except Exception as exc:  # noqa: BLE001 - keep serving the models we have; report why
                 first = self.error is None  # warn once per failure spell, not every poll
                 self.error = f"model refresh failed: {type(exc).__name__}: {str(exc)[:300]}"
@@ -178,5 +234,7 @@ class ModelManager:
                         self.current.describe())
                 return False
             old, self.current, self.error, self.known = self.current, new, None, True
+            if self.policy is not None:
+                self.policy.rebind(new.acting())
             log.info("models changed: %s -> %s", old.describe(), new.describe())
             return True

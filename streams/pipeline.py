@@ -24,12 +24,13 @@ from streams.decide import Classified, build_decision, classify
 from streams.ingest import WITHHELD, Reject, Seal, Source, dead_letter, decode_feedback, decode_ticket, reason_kind
 from streams.metrics import Metrics
 from streams.models import ModelManager
-from streams.policy import PolicyWatcher
 from streams.prepare import Prepared, prepare_many
 from triage import dlq_crypto
 from triage.names import TOPIC_DECISIONS, TOPIC_DLQ
 from triage.pii import MaskResult, safe_mask_many
+from triage.policy import PolicyWatcher
 from triage.schemas import DeadLetter, Decision, Feedback, Ticket
+from triage.taxonomy import KnownLabels
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,10 @@ class Pipeline:
         good: list[Feedback] = []
         rejected: list[Rejection] = []
         note = _noting(rejected)
+        known = self.models.current.known_labels() or KnownLabels.of(
+            [t for _, t in self.policy.taxonomies], "the workspace taxonomy")
         for msg in batch:
-            result = decode_feedback(msg.value, msg.src, note)
+            result = decode_feedback(msg.value, msg.src, known, note)
             if isinstance(result, Feedback):
                 good.append(result)
         good = await self._mask_comments(good)

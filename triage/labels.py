@@ -1,34 +1,15 @@
-"""Label sets shared by the simulator, the classifier, the policy and dbt's accepted_values tests."""
+"""The product's own label sets (channels, routes, statuses), shared by the code, the policy and dbt's tests.
+
+A support team's intents and urgencies are not here: they are its taxonomy (`triage.taxonomy`).
+"""
 
 from __future__ import annotations
 
 from typing import Final, Literal
 
-# Intents of a retail-bank support desk (the simulator's traffic and the default model's heads).
-INTENTS: Final = (
-    "card_arrival",
-    "card_lost_or_stolen",
-    "card_declined",
-    "pin_blocked",
-    "transfer_failed",
-    "transfer_pending",
-    "refund_request",
-    "dispute_charge",
-    "account_access",
-    "change_personal_details",
-    "close_account",
-    "fees_and_charges",
-    "exchange_rate",
-    "top_up_failed",
-    "statement_request",
-    "fraud_report",
-    "loan_inquiry",
-    "complaint",
-)
-# Rows that belong to no intent; used to tune abstention, never predicted as a class.
-OOD_LABEL: Final = "out_of_scope"
-
-URGENCIES: Final = ("low", "normal", "high", "critical")
+# A team's intents and urgencies are data (`triage.taxonomy`, the workspace's taxonomy.yaml), not code.
+# These are the heads the product knows: the label columns a model may have, one head each.
+LABEL_HEADS: Final = ("intent", "urgency")
 
 Channel = Literal["email", "chat", "internal"]
 CHANNELS: Final = ("email", "chat", "internal")
@@ -42,6 +23,9 @@ ARMS: Final = ("champion", "canary")
 DeploymentMode = Literal["canary", "shadow"]
 DEPLOYMENT_MODES: Final = ("canary", "shadow")
 
+# The reviewer of labels seeded from a team's history by `triage import` (no decision behind them).
+IMPORT_REVIEWER: Final = "import"
+
 FeedbackKind = Literal["confirm", "correct", "reroute", "escalate"]
 FEEDBACK_KINDS: Final = ("confirm", "correct", "reroute", "escalate")
 
@@ -54,4 +38,3 @@ ACTION_STATUSES: Final = ("pending", "delivered", "failed", "parked")
 LLMCallStatus = Literal["ok", "error", "fallback", "skipped"]
 LLM_CALL_STATUSES: Final = ("ok", "error", "fallback", "skipped")
 
-HEADS: Final = {"intent": INTENTS, "urgency": URGENCIES}

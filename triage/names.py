@@ -40,6 +40,8 @@ T_BUDGETS: Final = "budgets"
 T_MIGRATIONS: Final = "schema_migrations"
 # Views: production labels and overrides, the one rule that Python and dbt both read
 V_LABELLED_DECISIONS: Final = "labelled_decisions"
+# Every label of every registered model version: what dbt tests and the quality suite check against
+V_TAXONOMY_LABELS: Final = "taxonomy_labels"
 
 TABLES: Final = (
     T_TICKETS,
@@ -57,7 +59,7 @@ TABLES: Final = (
     T_QUALITY_RESULTS,
     T_BUDGETS,
 )
-VIEWS: Final = (V_LABELLED_DECISIONS,)
+VIEWS: Final = (V_LABELLED_DECISIONS, V_TAXONOMY_LABELS)
 
 
 def qualified(table: str) -> str:

@@ -146,6 +146,9 @@ class ModelVersion(_Contract):
     updated_at: AwareDatetime = Field(default_factory=utcnow)
     changed_by: str = "unknown"
     reason: str = ""
+    # The workspace taxonomy the model was trained on (triage.taxonomy.Taxonomy as JSON); None for
+    # versions registered before taxonomies were stored: their label maps are the label set.
+    taxonomy: dict[str, Any] | None = None
 
 
 class Deployment(_Contract):

@@ -92,7 +92,12 @@ class Settings(BaseModel):
     pii_names: bool = Field(
         True, description="Mask person names with the PII gate's name model; off only to measure what it costs"
     )
-    policy_path: Path = Field(PROJECT_ROOT / "streams" / "policy.yaml", description="Routing policy YAML")
+    workspace: Path = Field(
+        PROJECT_ROOT / "workspaces" / "bank",
+        description="Workspace folder: taxonomy.yaml, policy.yaml and prompts/ of one support team "
+        "(`triage init DIR` writes one); the default is the simulator's retail bank",
+    )
+    policy_path: Path | None = Field(None, description="Routing policy YAML; unset = <workspace>/policy.yaml")
     dlq_key: SecretStr | None = Field(
         None, description="Fernet key encrypting dead letters' originals for `triage dlq replay`; unset = the key "
         "in <state_dir>/dlq.key, created on first use. Every worker and the CLI need the same key"
@@ -236,6 +241,18 @@ class Settings(BaseModel):
     canary_poke_interval_s: int = Field(
         900, ge=1, description="Seconds between checks of a running canary (the sensor frees its slot meanwhile)"
     )
+
+    @property
+    def policy_file(self) -> Path:
+        return self.policy_path or self.workspace / "policy.yaml"
+
+    @property
+    def taxonomy_file(self) -> Path:
+        return self.workspace / "taxonomy.yaml"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.workspace / "prompts"
 
     @property
     def models_dir(self) -> Path:

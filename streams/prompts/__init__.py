@@ -1,5 +1,8 @@
 """Versioned drafting prompts, one YAML file per intent, plus the shared frame in `_base.yaml`.
 
+The files live in the workspace's `prompts/` folder (TRIAGE_WORKSPACE); an intent without its own
+file, or one the taxonomy points elsewhere with `prompt:`, drafts with `default.yaml`.
+
 Each intent file has an `id`, a `version`, the facts a draft may state, and the deterministic
 `template_reply` that serves when no model may or can answer. The recorded prompt version is
 `<intent version>+base.<base version>`, so a change to either file shows on every llm_calls row.
@@ -15,8 +18,9 @@ from typing import Any
 import yaml
 
 from triage.errors import TriageError
+from triage.settings import get_settings
+from triage.taxonomy import TaxonomyError, workspace_taxonomy
 
-PROMPTS_DIR = Path(__file__).resolve().parent
 DEFAULT = "default"
 
 
@@ -54,9 +58,24 @@ def _read(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=64)
-def load_prompt(intent: str | None, directory: Path = PROMPTS_DIR) -> Prompt:
+def _prompt_name(intent: str | None, workspace: Path) -> str | None:
+    """The prompt file name the workspace's taxonomy gives `intent` (`prompt:`), else the intent itself."""
+    try:
+        return workspace_taxonomy(workspace / "taxonomy.yaml").prompt_name(intent)
+    except TaxonomyError:  # no taxonomy file next to the prompts: prompts are looked up by intent
+        return intent
+
+
+def load_prompt(intent: str | None, directory: Path | None = None) -> Prompt:
     """The prompt of `intent`, or the default prompt when the intent has no file of its own."""
+    if directory is None:
+        settings = get_settings()
+        return _load(_prompt_name(intent, settings.workspace), settings.prompts_dir)
+    return _load(intent, directory)
+
+
+@lru_cache(maxsize=256)
+def _load(intent: str | None, directory: Path) -> Prompt:
     base = _read(directory / "_base.yaml", ("id", "version", "system", "user"))
     path = directory / f"{intent}.yaml"
     if not intent or not path.is_file() or intent.startswith("_"):

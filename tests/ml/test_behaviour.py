@@ -7,7 +7,10 @@ from __future__ import annotations
 import pytest
 
 from ml.serving import Classifier
-from triage.labels import INTENTS
+from triage.taxonomy import bank
+
+INTENTS = bank().intent_names
+
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +49,7 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
     from apps.simulator import write_csv
     from ml.train import TrainingArgs, train
     from tests.support.tiny_model import build_small_pretrained_base
-    from triage.labels import OOD_LABEL
+    OOD_LABEL = bank().out_of_scope
 
     tmp = tmp_path_factory.mktemp("small")
     write_csv(tmp / "sim.csv", 800, seed=1, ood_rate=0.05)

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from ml.data import DataError, from_frame, load_file, split
-from triage.labels import INTENTS, URGENCIES
+from triage.taxonomy import bank
+
+INTENTS, URGENCIES = bank().intent_names, tuple(bank().urgencies)
 
 
 def frame(n: int = 40) -> pd.DataFrame:
@@ -20,9 +22,12 @@ def frame(n: int = 40) -> pd.DataFrame:
     })
 
 
-def test_known_heads_use_triage_label_order_and_ood_is_not_a_class() -> None:
-    ds = from_frame(frame(), ood_label="out_of_scope")
+def test_known_heads_use_the_taxonomy_order_and_ood_is_not_a_class() -> None:
+    ds = from_frame(frame(), ood_label="out_of_scope", known_heads=bank().heads)
     assert ds.heads == {"intent": list(INTENTS), "urgency": list(URGENCIES)}
+    # Without a taxonomy, a head's labels are the observed ones, sorted.
+    assert from_frame(frame(), ood_label="out_of_scope").heads == {
+        "intent": ["card_arrival", "complaint", "pin_blocked"], "urgency": ["low", "normal"]}
     assert sum(ds.ood) == 10 and all(v is None for v, o in zip(ds.labels["intent"], ds.ood, strict=True) if o)
     assert ds.label_ids("intent")[2] == -100
 

@@ -9,7 +9,9 @@ import pandas as pd
 
 from ml import layout
 from ml.train import TrainingArgs
-from triage.labels import HEADS, INTENTS, OOD_LABEL
+from triage.taxonomy import bank
+
+HEADS, INTENTS, OOD_LABEL = bank().heads, bank().intent_names, bank().out_of_scope
 
 
 def test_label_maps_match_triage_labels(tiny_model: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import pytest
 from ml import registry
 from ml.registry import ArtifactMismatch, RegistryError
 from triage import db
+from triage.settings import get_settings
+from triage.taxonomy import Taxonomy, bank
 
 pytestmark = pytest.mark.integration
 NAME = "clf"
@@ -97,3 +101,45 @@ def test_deployment_lifecycle(db_url: str, tiny_model: Path, tmp_path: Path) -> 
     registry.start_deployment(db_url, NAME, v3.version, "shadow", 0.0, changed_by="dag", reason="try")
     registry.end_deployment(db_url, NAME, "rolled_back", "worse")
     assert registry.get(db_url, NAME, v3.version).status == "rejected"
+
+
+def _with_taxonomy(model: Path, tmp_path: Path, taxonomy: Taxonomy) -> Path:
+    """A copy of `model` that says it was trained on `taxonomy` (its label maps stay the bank's)."""
+    out = tmp_path / f"model-{taxonomy.name}"
+    shutil.copytree(model, out)
+    (out / "taxonomy.json").write_text(json.dumps(taxonomy.to_json()))
+    return out
+
+
+def test_a_model_knows_its_taxonomy_and_a_promotion_that_breaks_the_policy_is_refused(
+        db_url: str, tiny_model: Path, tmp_path: Path) -> None:
+    champ = _register(db_url, tiny_model, tmp_path, status="champion")
+    stored = registry.taxonomy_of(champ)  # stored with the version, not read from code
+    assert stored == bank() and stored.intent_names == bank().intent_names  # in class-index order
+    desk = Taxonomy(name="saas-desk", urgencies=["low", "high"], intents={"billing": {}, "login_problem": {}})
+    other = _register(db_url, _with_taxonomy(tiny_model, tmp_path, desk), tmp_path / "store")
+    assert other.taxonomy is not None and other.taxonomy["name"] == "saas-desk"
+    policy = get_settings().policy_file
+    for attempt in (lambda: registry.promote(db_url, NAME, other.version, changed_by="test", reason="try"),
+                    lambda: registry.start_deployment(db_url, NAME, other.version, "canary", 10.0,
+                                                      changed_by="test", reason="try")):
+        with pytest.raises(RegistryError) as info:
+            attempt()
+        msg = str(info.value)
+        assert msg.startswith("refusing to ") and f"{NAME} v{other.version}: the active policy would break: " \
+            f"{policy}: line " in msg, msg
+        assert "unknown intent 'card_arrival'" in msg and "knows: billing, login_problem" in msg, msg
+    assert registry.champion(db_url, NAME) == registry.get(db_url, NAME, champ.version)
+    # A shadow only predicts: it routes nothing, so the policy need not fit it.
+    dep = registry.start_deployment(db_url, NAME, other.version, "shadow", 10.0, changed_by="test", reason="look")
+    assert dep.mode == "shadow"
+    # Against a policy written for the desk, the same promotion goes through.
+    desk_policy = tmp_path / "desk-policy.yaml"
+    desk_policy.write_text('version: "1"\nthresholds:\n  default: {auto_resolve: 0.9, draft_for_review: 0.6}\n'
+                           "rules:\n  - id: bills\n    when: {intent: [billing]}\n    route: human_queue\n"
+                           "default: {id: fallback, route: human_queue}\n")
+    registry.check_policy(registry.get(db_url, NAME, other.version), "promote", desk_policy)
+    with pytest.raises(RegistryError, match=r"desk-policy.yaml: line 6: rules.0.when.intent.0: unknown intent "
+                                            r"'billing'; model clf v1 knows: card_arrival, card_lost_or_stolen, "
+                                            r".* \(18 in all\); edit the policy"):
+        registry.check_policy(champ, "promote", desk_policy)

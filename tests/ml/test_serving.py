@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from ml.serving import Classifier
-from triage.labels import INTENTS, URGENCIES
+from triage.taxonomy import bank
+
+INTENTS, URGENCIES = bank().intent_names, tuple(bank().urgencies)
+
 
 TEXTS = [
     "My card has not arrived yet.",

@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 from lifecycle import canary
 from lifecycle.canary import ArmStats, CanaryThresholds, decide
 from ml import registry
+from tests.support import fixtures
 from tests.support.lifecycle import MODEL, seed_arms, seed_decisions, settings_for
 from triage import db
 from triage.schemas import Deployment
@@ -147,6 +148,7 @@ def _dep(mode: str) -> Deployment:
 
 @pytest.mark.integration
 def test_canary_arm_numbers_by_hand(db_url: str) -> None:
+    _models(db_url)  # the champion's taxonomy names the out-of-scope label
     with db.connect(db_url) as conn:
         _decision(conn, "A1", version=1, arm="champion", intent="refund_request", inference_ms=10)
         _feedback(conn, "A1", "confirm")  # agrees
@@ -175,6 +177,7 @@ def test_canary_arm_numbers_by_hand(db_url: str) -> None:
 
 @pytest.mark.integration
 def test_shadow_numbers_compare_both_models_on_the_same_tickets(db_url: str) -> None:
+    _models(db_url)
     def pred(intent: str | None, urgency: str = "normal", abstained: bool = False) -> dict:
         heads = {} if intent is None else {"intent": {"label": intent, "abstained": abstained},
                                            "urgency": {"label": urgency}}
@@ -203,12 +206,9 @@ def test_shadow_numbers_compare_both_models_on_the_same_tickets(db_url: str) -> 
 
 
 def _models(url: str) -> None:
-    with db.connect(url) as conn:
-        for version, status in ((1, "champion"), (2, "candidate")):
-            conn.execute(
-                "INSERT INTO triage.model_versions (name, version, status, heads, base_model, data_fingerprint, "
-                "artifact_path, artifact_sha256) VALUES (%s, %s, %s, '{}', 'tiny', 'fp', %s, %s)",
-                (MODEL, version, status, f"/models/{version}", "0" * 64))
+    """Champion v1 and candidate v2, both of the bank's taxonomy."""
+    assert fixtures.MODEL == MODEL
+    fixtures.register_models(url, {1: "champion", 2: "candidate"})
 
 
 def _backdate(url: str, hours: float) -> datetime:

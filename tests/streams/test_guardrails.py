@@ -6,8 +6,10 @@ import pytest
 
 from streams.guardrails import check_draft
 from streams.prompts import PromptError, load_prompt, template_reply
-from triage.labels import INTENTS
 from triage.settings import load_settings
+from triage.taxonomy import bank
+
+INTENTS = bank().intent_names
 
 TICKET = (
     "Hi, my refund of 49.99 GBP from Acme never arrived. Reach me at <EMAIL_1> or on +44 7700 900123. "

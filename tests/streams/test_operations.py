@@ -65,7 +65,7 @@ def test_policy_hot_reload_refuses_a_bad_file_and_models_hot_swap_to_a_canary(
     from ml import registry
 
     policy = tmp_path / "policy.yaml"
-    text = (PROJECT_ROOT / "streams" / "policy.yaml").read_text()
+    text = (PROJECT_ROOT / "workspaces" / "bank" / "policy.yaml").read_text()
     policy.write_text(text)
     w = WorkerProcess(model_db, broker, tmp_path, {"TRIAGE_POLICY_PATH": str(policy)}).start()
     try:
@@ -81,8 +81,18 @@ def test_policy_hot_reload_refuses_a_bad_file_and_models_hot_swap_to_a_canary(
         wait_for(lambda: count(model_db, DECISIONS) >= 50, 60, "50 decisions under the old policy")
         assert {r[0] for r in rows(model_db, "SELECT DISTINCT policy_version FROM triage.decisions")} == {first}
 
+        # A rule naming an intent that the champion does not know: refused with its line, old policy kept.
+        unknown = text.replace("intent: [fraud_report, card_lost_or_stolen]", "intent: [fraud_report, lost_card]", 1)
+        line = next(i for i, s in enumerate(unknown.splitlines(), 1) if "lost_card]" in s)
+        policy.write_text(unknown)
+        err = wait_for(lambda: "lost_card" in (w.health()["policy"]["error"] or "") and w.health()["policy"]["error"],
+                       15, "the policy naming an unknown intent to be refused")
+        assert f"{policy}: line {line}: rules.1.when.intent.1: unknown intent 'lost_card'" in err, err
+        assert "champion model triage-classifier v1 knows: card_arrival" in err and first in err, err
+        assert w.health()["policy"]["version"] == first
+
         # A fixed file with a new version takes over without a restart.
-        policy.write_text(text.replace('version: "2026.11.1"', 'version: "2026.11.9"'))
+        policy.write_text(text.replace('version: "2026.12.1"', 'version: "2026.11.9"'))
         wait_for(lambda: w.health()["policy"]["version"].startswith("2026.11.9@"), 15, "the fixed policy")
         assert w.health()["policy"]["error"] is None
 

@@ -7,12 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from streams.policy import Facts, PolicyError, PolicyWatcher, decide, parse_policy
+from triage.policy import Facts, PolicyError, PolicyWatcher, RoutingPolicy, bind, decide, parse_policy
 from triage.schemas import HeadPrediction, LabelScore
 from triage.settings import PROJECT_ROOT
+from triage.taxonomy import Taxonomy, bank
 
-TEXT = (PROJECT_ROOT / "streams" / "policy.yaml").read_text()
-POLICY = parse_policy(TEXT)
+TEXT = (PROJECT_ROOT / "workspaces" / "bank" / "policy.yaml").read_text()
+BANK = [("champion model triage-classifier v1", bank())]
+
+
+def bound(text: str, source: str = "<memory>") -> RoutingPolicy:
+    """The policy as the worker runs it: parsed, then checked against the acting model's taxonomy."""
+    return bind(parse_policy(text, source), BANK)
+
+
+POLICY = bound(TEXT)
 
 
 def head(label: str, conf: float, abstained: bool = False) -> HeadPrediction:
@@ -45,7 +54,7 @@ def test_routes(f: Facts, route: str, rule: str) -> None:
 
 def test_deny_list_wins_over_rule_order() -> None:
     text = TEXT.replace("rules:\n", "rules:\n  - id: automate-everything\n    route: auto_resolve\n", 1)
-    p = parse_policy(text)
+    p = bound(text)
     assert decide(p, facts("card_arrival", 0.1)).rule_id == "automate-everything"
     v = decide(p, facts("close_account", 0.99))
     assert v.route == "human_queue"
@@ -60,7 +69,8 @@ def _line_of(text: str, needle: str) -> int:
     ("urgency: [critical]}", "urgency: [critcal]}", "critcal", "unknown urgency"),
     ("route: draft_for_review\n", "route: draft\n", "route: draft", "route"),
     ("card_arrival: {auto_resolve: 0.85}", "card_arrival: {auto_resolve: 1.85}", "1.85", "auto_resolve"),
-    ("  - fraud_report\n", "  - fraud_reports\n", "fraud_reports", "unknown intent"),
+    ("intent: [fraud_report,", "intent: [fraud_reports,", "fraud_reports",
+     "unknown intent 'fraud_reports' (did you mean 'fraud_report'?)"),
     ("    loan_inquiry:", "    loan_inqury:", "loan_inqury", "unknown intent"),
     ("  - id: denied-to-human", "  - id: escalate-critical", "id: escalate-critical", "used twice"),
     ("    when: {abstained: true}", "    when: {abstained: true, colour: red}", "colour", "colour"),
@@ -72,14 +82,14 @@ def test_errors_name_the_line(old: str, new: str, needle: str, words: str) -> No
     bad = TEXT.replace(old, new, 1)
     line = _line_of(bad, needle)
     with pytest.raises(PolicyError) as info:
-        parse_policy(bad, "policy.yaml")
+        bound(bad, "policy.yaml")
     msg = str(info.value)
     assert f"policy.yaml: line {line}:" in msg, msg
     assert words in msg
 
 
 def test_yaml_syntax_error_names_the_line() -> None:
-    bad = TEXT.replace("deny_intents:\n", "deny_intents: [\n", 1)
+    bad = TEXT.replace("thresholds:\n", "thresholds: [\n", 1)
     with pytest.raises(PolicyError, match=r"line \d+: YAML syntax error"):
         parse_policy(bad, "p.yaml")
     with pytest.raises(PolicyError, match="line 1: the policy must be a YAML mapping"):
@@ -98,8 +108,8 @@ def test_watcher_reloads_good_files_and_refuses_bad_ones(tmp_path: Path) -> None
         st = path.stat()
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump))
 
-    write(TEXT.replace('version: "2026.11.1"', 'version: "2026.11.2"'), 10**9)
-    assert w.check() is True and w.current.version.startswith("2026.11.2@") and w.error is None
+    write(TEXT.replace('version: "2026.12.1"', 'version: "2026.12.2"'), 10**9)
+    assert w.check() is True and w.current.version.startswith("2026.12.2@") and w.error is None
     second = w.current.version
     assert second != first
 
@@ -130,3 +140,65 @@ def test_hostile_files_are_policy_errors_not_crashes(tmp_path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert w.check() is False
     assert "not UTF-8" in (w.error or "") and w.current.version == before
+
+
+SUPPORT_DESK = Taxonomy(name="saas-desk", urgencies=["low", "high"],
+                        intents={"billing": {}, "login_problem": {}, "bug_report": {"automate": False}})
+DESK_POLICY = """
+version: "1"
+thresholds:
+  default: {auto_resolve: 0.9, draft_for_review: 0.6}
+  intents:
+    billing: {auto_resolve: 0.8}
+rules:
+  - id: escalate-high-bugs
+    when: {intent: [bug_report], urgency: [high]}
+    route: escalate
+  - id: auto
+    when: {confidence_at_least: auto_resolve}
+    route: auto_resolve
+default: {id: fallback, route: human_queue}
+"""
+
+
+def test_a_teams_own_intents_need_no_code() -> None:
+    """Labels are the taxonomy's: a SaaS desk's policy binds to its taxonomy, `automate: false` is denied."""
+    p = bind(parse_policy(DESK_POLICY, "desk.yaml"), [("champion model desk v1", SUPPORT_DESK)])
+    assert p.denied == {"bug_report"}
+    assert decide(p, facts("billing", 0.85)).route == "auto_resolve"
+    assert decide(p, facts("bug_report", 0.99, "low")).route == "human_queue"  # never automated
+    # The same file against the bank's taxonomy: refused with the line of the first unknown label.
+    with pytest.raises(PolicyError) as info:
+        bind(parse_policy(DESK_POLICY, "desk.yaml"), BANK)
+    msg = str(info.value)
+    assert msg.startswith(f"desk.yaml: line {_line_of(DESK_POLICY, 'billing: {auto_resolve')}: ")
+    assert "unknown intent 'billing'" in msg and "champion model triage-classifier v1 knows: card_arrival" in msg
+    assert "edit the policy" in msg
+
+
+def test_a_model_without_an_urgency_head_refuses_urgency_rules() -> None:
+    flat = SUPPORT_DESK.model_copy(update={"urgencies": []})
+    with pytest.raises(PolicyError, match=r"desk.yaml: line 9: rules.0.when.urgency.0: .* has no urgency head"):
+        bind(parse_policy(DESK_POLICY, "desk.yaml"), [("model desk v2", flat)])
+
+
+def test_watcher_refuses_new_models_and_files_that_break_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(DESK_POLICY)
+    w = PolicyWatcher(path, [("champion model desk v1", SUPPORT_DESK)])
+    before = w.current
+    # New models whose taxonomy lacks the policy's labels: refused, nothing changes.
+    assert w.fits(BANK) is not None and "unknown intent 'billing'" in (w.fits(BANK) or "")
+    assert w.rebind(BANK) is not None and w.current is before
+    # A file naming an intent the champion does not know: refused, the old policy keeps running.
+    path.write_text(DESK_POLICY.replace("intent: [bug_report]", "intent: [bug_reports]"))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert w.check() is False and "unknown intent 'bug_reports'" in (w.error or "") and w.current is before
+    # A taxonomy that keeps the labels and adds one: accepted.
+    more = {**SUPPORT_DESK.intents, "refund": SUPPORT_DESK.intents["billing"]}
+    grown = SUPPORT_DESK.model_copy(update={"intents": more})
+    path.write_text(DESK_POLICY)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2 * 10**9))
+    assert w.check() is None or w.error is None
+    assert w.rebind([("champion model desk v2", grown)]) is None and "desk v2" in w.current.bound_to[0]

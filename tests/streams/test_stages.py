@@ -16,16 +16,18 @@ from streams.decide import Classified, build_decision
 from streams.ingest import MAX_ORIGINAL_CHARS, Source, dead_letter, decode_feedback, decode_ticket, reason_kind
 from streams.models import LoadedModel, ModelSet, in_canary
 from streams.normalise import normalise
-from streams.policy import load_policy
 from streams.prepare import WITHHELD, prepare
 from triage.dlq_crypto import DlqCipher
+from triage.policy import bind, load_policy
 from triage.schemas import DeadLetter, Feedback, HeadPrediction, LabelScore, Prediction, Ticket
 from triage.settings import PROJECT_ROOT
+from triage.taxonomy import KnownLabels, Taxonomy, bank
 
 SRC = Source("tickets.raw", 2, 41, b"k")
 CIPHER = DlqCipher(Fernet.generate_key(), "a test key")
 REJECT = partial(dead_letter, seal=CIPHER.encrypt)  # a key of the test's own, not the state folder's
-POLICY = load_policy(PROJECT_ROOT / "streams" / "policy.yaml")
+KNOWN = KnownLabels.of([bank()], "the bank")
+POLICY = bind(load_policy(PROJECT_ROOT / "workspaces" / "bank" / "policy.yaml"), [("the bank", bank())])
 
 
 def _ticket(**kw: object) -> dict[str, object]:
@@ -68,7 +70,7 @@ def test_a_dead_letter_holds_its_text_masked_and_its_reason_quotes_no_input() ->
             assert value not in d.original and value not in d.reason, (d.original, d.reason)
     fb = {"event_id": "F-1", "ticket_id": "T-1", "kind": "correct", "intent": email,
           "created_at": "2026-11-24T08:00:00+00:00"}
-    d = decode_feedback(json.dumps(fb).encode(), SRC, REJECT)
+    d = decode_feedback(json.dumps(fb).encode(), SRC, KNOWN, REJECT)
     assert isinstance(d, DeadLetter) and "unknown intent" in d.reason and email not in d.reason + d.original
 
 
@@ -112,10 +114,26 @@ def test_decode_never_raises_and_keeps_the_bytes(raw: bytes) -> None:
 def test_feedback_is_checked_beyond_the_schema() -> None:
     ok = {"event_id": "F-1", "ticket_id": "T-1", "kind": "correct", "intent": "card_arrival",
           "created_at": "2026-11-24T08:00:00+00:00"}
-    assert isinstance(decode_feedback(json.dumps(ok).encode(), SRC, REJECT), Feedback)
+    assert isinstance(decode_feedback(json.dumps(ok).encode(), SRC, KNOWN, REJECT), Feedback)
     for bad in ({**ok, "intent": "nope"}, {**ok, "intent": None}, {**ok, "kind": "reroute"}, {**ok, "kind": "x"}):
-        d = decode_feedback(json.dumps(bad).encode(), SRC, REJECT)
+        d = decode_feedback(json.dumps(bad).encode(), SRC, KNOWN, REJECT)
         assert isinstance(d, DeadLetter), bad
+
+
+def test_feedback_labels_are_the_deployed_models_labels() -> None:
+    """A team's own intents are stored; the bank's are dead letters whose reason names the known set."""
+    desk = Taxonomy(name="saas-desk", urgencies=[], intents={"billing": {}, "login_problem": {}})
+    known = KnownLabels.of([desk], "model desk v1")
+    ok = {"event_id": "F-1", "ticket_id": "T-1", "kind": "correct", "intent": "billing",
+          "created_at": "2026-11-24T08:00:00+00:00"}
+    assert isinstance(decode_feedback(json.dumps(ok).encode(), SRC, known, REJECT), Feedback)
+    assert isinstance(decode_feedback(json.dumps({**ok, "intent": "out_of_scope"}).encode(), SRC, known, REJECT),
+                      Feedback)
+    d = decode_feedback(json.dumps({**ok, "intent": "card_arrival"}).encode(), SRC, known, REJECT)
+    assert isinstance(d, DeadLetter)
+    assert "not a label of model desk v1; they know billing, login_problem, out_of_scope" in d.reason
+    d = decode_feedback(json.dumps({**ok, "urgency": "high"}).encode(), SRC, known, REJECT)
+    assert isinstance(d, DeadLetter) and "no urgency" in d.reason
 
 
 def test_normalise_strips_html_quotes_and_signature() -> None:

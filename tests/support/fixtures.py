@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from psycopg.types.json import Jsonb
 
 from triage import db
+from triage.taxonomy import bank
 
 HOUR = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 MODEL = "triage-classifier"
@@ -42,9 +43,10 @@ def register_models(url: str, versions: dict[int, str]) -> None:
         for version, status in versions.items():
             conn.execute(
                 "INSERT INTO triage.model_versions (name, version, status, heads, base_model, data_fingerprint, "
-                "artifact_path, artifact_sha256) VALUES (%s, %s, %s, %s, 'minilm', 'fp', %s, %s) "
+                "artifact_path, artifact_sha256, taxonomy) VALUES (%s, %s, %s, %s, 'minilm', 'fp', %s, %s, %s) "
                 "ON CONFLICT DO NOTHING",
-                (MODEL, version, status, Jsonb({}), f"/models/{version}", "0" * 64),
+                (MODEL, version, status, Jsonb(bank().heads), f"/models/{version}", "0" * 64,
+                 Jsonb(bank().to_json())),
             )
 
 

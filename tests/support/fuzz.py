@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 from apps.simulator import TicketGenerator
 from streams.ingest import Source, decode_feedback, decode_ticket
-from streams.policy import PolicyError, parse_policy
 from triage.names import TOPIC_FEEDBACK, TOPIC_RAW
+from triage.policy import PolicyError, parse_policy
 from triage.schemas import DeadLetter, Ticket
 from triage.settings import PROJECT_ROOT
+from triage.taxonomy import KnownLabels, bank
 
 MAX_BODY = 20_000
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=40),
@@ -101,7 +102,7 @@ def _set(node: Any, path: tuple[Any, ...], value: Any) -> None:
 
 
 def policies() -> st.SearchStrategy[str]:
-    text = (PROJECT_ROOT / "streams" / "policy.yaml").read_text(encoding="utf-8")
+    text = (PROJECT_ROOT / "workspaces" / "bank" / "policy.yaml").read_text(encoding="utf-8")
     base = yaml.safe_load(text)
     paths = _leaves(base)
 
@@ -174,7 +175,7 @@ def run_decoders(cases: int, seed_: int) -> dict[str, Any]:
     @common(share["feedback"])
     @given(messages(_feedback()))
     def feedback(raw: bytes) -> None:
-        record("feedback", raw, lambda v: decode_feedback(v, src_f))
+        record("feedback", raw, lambda v: decode_feedback(v, src_f, KnownLabels.of([bank()], "the bank")))
 
     @seed(seed_ + 2)
     @common(share["policy"])

@@ -15,8 +15,10 @@ from psycopg.types.json import Jsonb
 
 from apps.simulator import TicketGenerator
 from triage import db
-from triage.labels import INTENTS
 from triage.settings import Settings, load_settings
+from triage.taxonomy import bank
+
+INTENTS = bank().intent_names
 
 MODEL = "triage-classifier"
 

@@ -15,8 +15,11 @@ from psycopg.types.json import Jsonb
 
 from apps.simulator import TicketGenerator
 from triage import db
-from triage.labels import INTENTS, ROUTES
+from triage.labels import ROUTES
 from triage.pii import mask
+from triage.taxonomy import bank
+
+INTENTS = bank().intent_names
 
 MODEL = "triage-classifier"
 

@@ -16,7 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from triage.labels import HEADS, OOD_LABEL
+from triage.labels import LABEL_HEADS
+from triage.taxonomy import BANK_WORKSPACE, TAXONOMY_FILE, bank
 
 
 def build_tiny_base(base_dir: Path, texts: list[str], seed: int = 0) -> Path:
@@ -47,19 +48,30 @@ def build_tiny_base(base_dir: Path, texts: list[str], seed: int = 0) -> Path:
     return base_dir
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0, rows: int = 600, epochs: int = 4, say: object = None) -> Path:
-    """Write a complete, small model folder to `out_dir` (about 10 s on 2 cores); returns it."""
+def build_tiny_model(out_dir: Path, seed: int = 0, rows: int = 600, epochs: int = 4, say: object = None, *,
+                     data: Path | None = None, text_col: str = "text", label_cols: tuple[str, ...] = LABEL_HEADS,
+                     taxonomy: Path | None = None, ood_label: str | None = None) -> Path:
+    """Write a complete, small model folder to `out_dir` (about 10 s on 2 cores); returns it.
+
+    Trained on simulated bank tickets, or on `data` (a team's own labelled file) with its own labels.
+    """
     from apps.simulator import write_csv
     from ml.data import load_file
     from ml.train import TrainingArgs, train
 
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="triage-tiny-") as tmp:
-        csv_path = Path(tmp) / "sim.csv"
-        write_csv(csv_path, rows, seed=seed, ood_rate=0.08)
-        ds = load_file(csv_path, label_cols=list(HEADS), ood_label=OOD_LABEL)
+        if data is None:
+            csv_path = Path(tmp) / "sim.csv"
+            write_csv(csv_path, rows, seed=seed, ood_rate=0.08)
+            taxonomy, ood_label = BANK_WORKSPACE / TAXONOMY_FILE, bank().out_of_scope
+        else:
+            csv_path = data
+        ds = load_file(csv_path, text_col=text_col, label_cols=list(label_cols), ood_label=ood_label)
         base = build_tiny_base(Path(tmp) / "base", ds.texts, seed=seed)
-        args = TrainingArgs(output_dir=str(out_dir), data=str(csv_path), base=str(base), ood_label=OOD_LABEL,
+        args = TrainingArgs(output_dir=str(out_dir), data=str(csv_path), base=str(base), ood_label=ood_label,
+                            text_col=text_col, label_cols=list(label_cols),
+                            taxonomy=str(taxonomy) if taxonomy else None,
                             epochs=epochs, batch_size=16, lr_encoder=3e-3, lr_heads=1e-2, dropout=0.0, patience=epochs,
                             max_length=96, val_fraction=0.2, freeze_word_embeddings=False,
                             seed=seed, progress=False, reference_rows=500)
@@ -73,7 +85,8 @@ def _source_key() -> str:
 
     h = hashlib.sha256()
     sources = [*(PROJECT_ROOT / "ml").rglob("*.py")]
-    sources += [PROJECT_ROOT / "triage" / "labels.py", PROJECT_ROOT / "apps" / "simulator.py",
+    sources += [PROJECT_ROOT / "triage" / "labels.py", PROJECT_ROOT / "triage" / "taxonomy.py",
+                BANK_WORKSPACE / TAXONOMY_FILE, PROJECT_ROOT / "apps" / "simulator.py",
                 PROJECT_ROOT / "apps" / "sim_text.py", Path(__file__)]
     for path in sorted(sources):
         h.update(path.name.encode())

@@ -5,8 +5,10 @@ import random
 from collections import Counter
 
 from apps.simulator import TicketGenerator, feedback_for, iban_complete, luhn_complete, write_csv
-from triage.labels import INTENTS, OOD_LABEL, URGENCIES
 from triage.schemas import Feedback, Ticket
+from triage.taxonomy import bank
+
+INTENTS, URGENCIES, OOD_LABEL = bank().intent_names, tuple(bank().urgencies), bank().out_of_scope
 
 
 def _luhn_ok(number: str) -> bool:

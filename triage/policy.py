@@ -4,22 +4,30 @@ A policy maps the acting model's intent, urgency, confidence and abstention to a
 tried in order and the first match wins; `default` applies when none matches. Two safety rules
 sit in code, ahead of the file, because no policy may turn them off: a ticket whose PII masking
 failed, or that no model could classify, goes to `human_queue`. And an intent on the deny list is
-never automated: a rule routing it to `auto_resolve` or `draft_for_review` is skipped.
+never automated: a rule routing it to `auto_resolve` or `draft_for_review` is skipped; the
+taxonomy's `automate: false` intents are on that list too.
+
+The schema checks the shape; the labels a policy names are checked against the taxonomies of the
+models that act on its decisions (`bind`), so a team's own intents need no code, and a policy naming
+an intent that the champion does not know is refused with its line.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triage.errors import TriageError
-from triage.labels import CHANNELS, INTENTS, URGENCIES, Route
+from triage.labels import CHANNELS, Route
 from triage.schemas import HeadPrediction
+from triage.settings import get_settings
+from triage.taxonomy import LABEL_PATTERN, Taxonomy, describe_labels, load_taxonomy, suggest
+from triage.yamlfile import Lines, line_for, read_yaml, validate
 
 AUTOMATED: frozenset[str] = frozenset({"auto_resolve", "draft_for_review"})
 RULE_PII_FAILED = "builtin:pii-mask-failed"
@@ -66,9 +74,9 @@ def _label(known: tuple[str, ...], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-# Checked one by one, so an error points at the very list item or key.
-Intent = Annotated[str, _label(INTENTS, "intent")]
-Urgency = Annotated[str, _label(URGENCIES, "urgency")]
+# Intents and urgencies are a team's own labels: the schema checks their form, `bind` their meaning.
+Intent = Annotated[str, Field(pattern=LABEL_PATTERN)]
+Urgency = Annotated[str, Field(pattern=LABEL_PATTERN)]
 ChannelName = Annotated[str, _label(CHANNELS, "channel")]
 
 
@@ -130,16 +138,74 @@ class PolicySpec(_Strict):
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    """A parsed routing policy file: its rules, a hash of its text, and where it was read from."""
+    """A parsed routing policy file: its rules, a hash of its text, and where it was read from.
+
+    `never_automated` holds the acting models' `automate: false` intents once the policy is bound
+    to their taxonomies (`bind`); `bound_to` names those taxonomies.
+    """
 
     spec: PolicySpec
     sha256: str
     source: str = "<memory>"
+    lines: Lines = field(default_factory=dict, compare=False, repr=False)
+    never_automated: frozenset[str] = frozenset()
+    bound_to: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
         """The declared version plus a content hash, so an edit without a version bump is still told apart."""
         return f"{self.spec.version}@{self.sha256[:8]}"
+
+    @property
+    def denied(self) -> frozenset[str]:
+        """Intents never automated: the policy's deny list and the taxonomy's `automate: false` intents."""
+        return frozenset(self.spec.deny_intents) | self.never_automated
+
+
+def _label_uses(spec: PolicySpec) -> list[tuple[tuple[Any, ...], str, str]]:
+    """Every label the policy names: (path in the file, head, label)."""
+    uses: list[tuple[tuple[Any, ...], str, str]] = [
+        (("deny_intents", i), "intent", v) for i, v in enumerate(spec.deny_intents)]
+    uses += [(("thresholds", "intents", k), "intent", k) for k in spec.thresholds.intents]
+    for r, rule in enumerate(spec.rules):
+        for key, head in (("intent", "intent"), ("not_intent", "intent"), ("urgency", "urgency")):
+            for j, v in enumerate(getattr(rule.when, key) or ()):
+                uses.append((("rules", r, "when", key, j), head, v))
+    return uses
+
+
+def label_problems(policy: RoutingPolicy, taxonomy: Taxonomy, who: str) -> list[str]:
+    """`source: line N: ...` for every label of the policy that `taxonomy` does not know (empty: valid)."""
+    problems: list[tuple[int, str]] = []
+    for path, head, label in _label_uses(policy.spec):
+        known = taxonomy.heads.get(head)
+        if known is not None and label in known:
+            continue
+        where = ".".join(str(p) for p in path)
+        if known is None:
+            what = f"{who} has no {head} head (its taxonomy {taxonomy.name!r} lists no {head} labels)"
+        else:
+            what = (f"unknown {head} {label!r}{suggest(label, known)}; {who} knows: {describe_labels(known)}")
+        problems.append((line_for(path, policy.lines), f"{policy.source}: line {line_for(path, policy.lines)}: "
+                         f"{where}: {what}"))
+    problems.sort(key=lambda p: p[0])
+    return [p[1] for p in problems]
+
+
+def bind(policy: RoutingPolicy, taxonomies: Sequence[tuple[str, Taxonomy]]) -> RoutingPolicy:
+    """The policy checked against every acting model's taxonomy (`(who, taxonomy)` pairs).
+
+    Raises PolicyError naming the first line that breaks and the fix; returns the policy with the
+    taxonomies' never-automated intents added to its deny list.
+    """
+    for who, taxonomy in taxonomies:
+        problems = label_problems(policy, taxonomy, who)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise PolicyError(f"{problems[0]}{more}; edit the policy to use its labels, or deploy a model "
+                              "whose taxonomy has them")
+    never = frozenset().union(*(t.never_automated for _, t in taxonomies)) if taxonomies else frozenset()
+    return replace(policy, never_automated=never, bound_to=tuple(f"{w} ({t.name})" for w, t in taxonomies))
 
 
 @dataclass(frozen=True)
@@ -173,7 +239,7 @@ def _threshold(value: float | str, spec: PolicySpec, intent: str | None) -> floa
     return float(value)
 
 
-def _matches(when: When, facts: Facts, spec: PolicySpec) -> bool:
+def _matches(when: When, facts: Facts, spec: PolicySpec, denied: frozenset[str]) -> bool:
     intent = facts.intent.label if facts.intent else None
     urgency = facts.urgency.label if facts.urgency else None
     confidence = facts.intent.confidence if facts.intent else 0.0
@@ -183,7 +249,7 @@ def _matches(when: When, facts: Facts, spec: PolicySpec) -> bool:
         when.urgency is None or urgency in when.urgency,
         when.channel is None or facts.channel in when.channel,
         when.abstained is None or facts.abstained == when.abstained,
-        when.denied is None or (intent in spec.deny_intents) == when.denied,
+        when.denied is None or (intent in denied) == when.denied,
         when.confidence_at_least is None or confidence >= _threshold(when.confidence_at_least, spec, intent),
         when.confidence_below is None or confidence < _threshold(when.confidence_below, spec, intent),
     )
@@ -196,69 +262,21 @@ def decide(policy: RoutingPolicy, facts: Facts) -> RouteChoice:
         return RouteChoice("human_queue", RULE_PII_FAILED, "PII masking failed: fail closed to a person")
     if facts.no_model:
         return RouteChoice("human_queue", RULE_NO_MODEL, "no champion model is loaded")
-    spec = policy.spec
+    spec, never = policy.spec, policy.denied
     intent = facts.intent.label if facts.intent else None
-    denied = intent in spec.deny_intents
+    denied = intent in never
     for rule in spec.rules:
         if denied and rule.route in AUTOMATED:
             continue
-        if _matches(rule.when, facts, spec):
+        if _matches(rule.when, facts, spec, never):
             return RouteChoice(rule.route, rule.id, rule.reason)
     return RouteChoice(spec.default.route, spec.default.id, spec.default.reason)
 
 
-def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int], dupes: list[str]) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                dupes.append(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in the same mapping")
-            seen.add(key)
-            _line_map(value_node, (*path, key), out, dupes)
-            # A scalar's own line; for a nested block, the line of its key.
-            anchor = value_node if isinstance(value_node, yaml.ScalarNode) else key_node
-            out[(*path, key)] = anchor.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, (*path, i), out, dupes)
-
-
-def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
-    path = tuple(loc)
-    while path:
-        # pydantic adds union-member tags (`float`, `literal[...]`) that are not in the document.
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get((), 1)
-
-
 def parse_policy(text: str, source: str = "<memory>") -> RoutingPolicy:
     """Validate policy text; raise PolicyError with `source: line N: what is wrong` on any error."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise PolicyError(f"{source}: line {line}: YAML syntax error: {exc.problem or exc}") from None
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters)
-        line = text[: exc.position].count("\n") + 1
-        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
-        raise PolicyError(f"{source}: line {line}: character {char} is not allowed in YAML; remove it") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: line 1: cannot read the policy as YAML: {exc}") from None
-    if node is None or not isinstance(data, dict):
-        raise PolicyError(f"{source}: line 1: the policy must be a YAML mapping with version, thresholds, "
-                          "rules and default")
-    lines: dict[tuple[Any, ...], int] = {}
-    dupes: list[str] = []
-    _line_map(node, (), lines, dupes)
-    if dupes:
-        raise PolicyError(f"{source}: {dupes[0]}; remove one of them")
-    rules = data.get("rules")
+    doc = read_yaml(text, source, PolicyError, "policy", " with version, thresholds, rules and default")
+    rules = doc.data.get("rules")
     if isinstance(rules, list):
         seen: set[Any] = set()
         for i, rule in enumerate(rules):
@@ -266,23 +284,12 @@ def parse_policy(text: str, source: str = "<memory>") -> RoutingPolicy:
             if not isinstance(rid, str | int | float | bool):
                 continue  # not an id at all: the schema check below names its line
             if rid in seen:
-                raise PolicyError(f"{source}: line {lines.get(('rules', i, 'id'), 1)}: rules.{i}.id: rule id "
+                raise PolicyError(f"{source}: line {doc.line('rules', i, 'id')}: rules.{i}.id: rule id "
                                   f"{rid!r} is used twice; rule ids must be unique")
             seen.add(rid)
-    try:
-        spec = PolicySpec.model_validate(data)
-    except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            where = ".".join(str(p) for p in loc) or "(top level)"
-            msg = err["msg"].removeprefix("Value error, ")
-            errors.append((_line_for(loc, lines), f"{where}: {msg}"))
-        errors.sort(key=lambda e: e[0])
-        line, first = errors[0]
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise PolicyError(f"{source}: line {line}: {first}{more}") from None
-    return RoutingPolicy(spec=spec, sha256=hashlib.sha256(text.encode()).hexdigest(), source=source)
+    spec = validate(PolicySpec, doc, source, PolicyError)
+    return RoutingPolicy(spec=spec, sha256=hashlib.sha256(text.encode()).hexdigest(), source=source,
+                         lines=doc.lines)
 
 
 def load_policy(path: Path) -> RoutingPolicy:
@@ -298,16 +305,21 @@ def load_policy(path: Path) -> RoutingPolicy:
 class PolicyWatcher:
     """Holds the policy in force and reloads it when the file changes; a bad file is refused.
 
-    `check()` is cheap (a stat) and is called from a timer: a changed file is parsed and, if valid,
-    replaces the current policy; if not, the old policy keeps running and `error` says why.
+    `check()` is cheap (a stat) and is called from a timer: a changed file is parsed, checked against
+    the acting models' taxonomies and, if valid, replaces the current policy; if not, the old policy
+    keeps running and `error` says why. `rebind()` re-checks the policy when the models change.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, taxonomies: Sequence[tuple[str, Taxonomy]] | None = None) -> None:
+        """`taxonomies`: what the policy must fit until the models are known; default the workspace's."""
         self.path = path
-        self.current: RoutingPolicy = load_policy(path)
+        if taxonomies is None:
+            file = get_settings().taxonomy_file
+            taxonomies = [(f"the workspace taxonomy {file}", load_taxonomy(file))]
+        self.taxonomies = tuple(taxonomies)
+        self.current: RoutingPolicy = bind(load_policy(path), self.taxonomies)
         self.error: str | None = None
         self._stamp = self._stat()
-        self._refused_sha: str | None = None
 
     def _stat(self) -> tuple[int, int] | None:
         try:
@@ -338,9 +350,33 @@ class PolicyWatcher:
             self.error = None
             return None
         try:
-            policy = parse_policy(text, str(self.path))
+            policy = bind(parse_policy(text, str(self.path)), self.taxonomies)
         except PolicyError as exc:
             self.error = f"{exc}; keeping policy {self.current.version}"
             return False
         self.current, self.error = policy, None
         return True
+
+    def fits(self, taxonomies: Sequence[tuple[str, Taxonomy]]) -> str | None:
+        """None when the policy in force holds for these models' labels, else the first line that breaks."""
+        if not taxonomies:
+            return None
+        try:
+            bind(self.current, taxonomies)
+        except PolicyError as exc:
+            return str(exc)
+        return None
+
+    def rebind(self, taxonomies: Sequence[tuple[str, Taxonomy]]) -> str | None:
+        """Check the policy in force against new acting models; None and switched, or why not (nothing changes).
+
+        No acting model (no champion): the policy stays bound as it was; such tickets go to people anyway.
+        """
+        if not taxonomies:
+            return None
+        try:
+            policy = bind(self.current, taxonomies)
+        except PolicyError as exc:
+            return str(exc)
+        self.current, self.taxonomies = policy, tuple(taxonomies)
+        return None
