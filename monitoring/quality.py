@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from triage import db
-from triage.labels import INTENTS, OOD_LABEL, ROUTES, URGENCIES
-from triage.names import T_DECISIONS, T_FEEDBACK, T_QUALITY_RESULTS, qualified
+from triage.labels import IMPORT_REVIEWER, ROUTES
+from triage.names import T_DECISIONS, T_FEEDBACK, T_QUALITY_RESULTS, V_TAXONOMY_LABELS, qualified
 from triage.settings import Settings
+from triage.taxonomy import workspace_taxonomy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,12 +33,19 @@ SELECT f.event_id, f.ticket_id, f.kind, f.intent, f.urgency, f.created_at,
        d.masked_text AS text, d.ticket_id IS NOT NULL AS decision_exists
 FROM {qualified(T_FEEDBACK)} f
 LEFT JOIN {qualified(T_DECISIONS)} d ON d.ticket_id = f.ticket_id
-WHERE f.created_at >= %(start)s AND f.created_at < %(end)s
+WHERE f.created_at >= %(start)s AND f.created_at < %(end)s AND f.reviewer <> %(imported)s
 """
 DECISIONS_SQL = f"""
 SELECT ticket_id, route, intent, intent_confidence, abstained, masked_text, e2e_latency_ms
 FROM {qualified(T_DECISIONS)}
 WHERE decided_at >= %(start)s AND decided_at < %(end)s
+"""
+# The labels a production label may carry: those of every model that is serving or being tried.
+LABEL_SETS_SQL = f"""
+SELECT head, array_agg(DISTINCT label ORDER BY label) AS labels
+FROM {qualified(V_TAXONOMY_LABELS)}
+WHERE status IN ('champion', 'canary')
+GROUP BY head
 """
 
 
@@ -78,11 +86,20 @@ class QualityResult:
         return "critical data quality failure: " + "; ".join(f.describe() for f in self.critical_failures)
 
 
-def _expectations(settings: Settings) -> dict[str, list[tuple[Any, bool]]]:
+def label_sets(url: str, settings: Settings) -> dict[str, list[str]]:
+    """Head -> the labels feedback may name: the live models' taxonomies, else the workspace's."""
+    with db.connect(url) as conn:
+        rows = conn.execute(LABEL_SETS_SQL).fetchall()
+    if rows:
+        return {r["head"]: list(r["labels"]) for r in rows}
+    taxonomy = workspace_taxonomy(settings.taxonomy_file)
+    return {"intent": [*taxonomy.intent_names, taxonomy.out_of_scope], "urgency": list(taxonomy.urgencies)}
+
+
+def _expectations(settings: Settings, labels: dict[str, list[str]]) -> dict[str, list[tuple[Any, bool]]]:
     import great_expectations as gx
 
     E = gx.expectations
-    intents = [*INTENTS, OOD_LABEL]
     keep = 1.0 - settings.quality_max_duplicate_rate
     return {
         "labels": [
@@ -95,8 +112,9 @@ def _expectations(settings: Settings) -> dict[str, list[tuple[Any, bool]]]:
                 True,
             ),
             (E.ExpectColumnValuesToBeInSet(column="has_pii", value_set=[False]), True),
-            (E.ExpectColumnValuesToBeInSet(column="intent", value_set=intents), True),
-            (E.ExpectColumnValuesToBeInSet(column="urgency", value_set=list(URGENCIES)), True),
+            (E.ExpectColumnValuesToBeInSet(column="intent", value_set=labels["intent"]), True),
+            # NULL passes: a taxonomy without urgencies has no urgency head.
+            (E.ExpectColumnValuesToBeInSet(column="urgency", value_set=labels.get("urgency", [])), True),
             (E.ExpectColumnValuesToBeUnique(column="ticket_id", mostly=keep), False),
             (E.ExpectColumnUniqueValueCountToBeBetween(column="intent", min_value=2), False),
         ],
@@ -125,7 +143,7 @@ def load_frames(url: str, start: datetime, end: datetime) -> dict[str, pd.DataFr
     frames = {}
     with db.connect(url) as conn:
         for name, sql, text_col in (("labels", LABELS_SQL, "text"), ("decisions", DECISIONS_SQL, "masked_text")):
-            rows = conn.execute(sql, {"start": start, "end": end}).fetchall()
+            rows = conn.execute(sql, {"start": start, "end": end, "imported": IMPORT_REVIEWER}).fetchall()
             frame = pd.DataFrame(rows)
             if frame.empty:
                 frames[name] = frame
@@ -137,7 +155,8 @@ def load_frames(url: str, start: datetime, end: datetime) -> dict[str, pd.DataFr
     return frames
 
 
-def validate(frames: dict[str, pd.DataFrame], settings: Settings, project_dir: Path, run_key: str) -> QualityResult:
+def validate(frames: dict[str, pd.DataFrame], settings: Settings, project_dir: Path, run_key: str,
+             labels: dict[str, list[str]]) -> QualityResult:
     """Run both suites over the frames; build data docs in `project_dir`."""
     import great_expectations as gx
 
@@ -145,7 +164,7 @@ def validate(frames: dict[str, pd.DataFrame], settings: Settings, project_dir: P
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
     source = context.data_sources.add_or_update_pandas("triage")
     result = QualityResult(run_key=run_key, rows={k: len(v) for k, v in frames.items()})
-    for suite_name, checks in _expectations(settings).items():
+    for suite_name, checks in _expectations(settings, labels).items():
         frame = frames.get(suite_name)
         if frame is None or frame.empty:
             continue
@@ -230,13 +249,14 @@ def run_quality_gate(settings: Settings, start: datetime, end: datetime, run_key
     url = settings.db_url()
     key = run_key or f"{start.isoformat()}/{end.isoformat()}"
     frames = load_frames(url, start, end)
+    labels = label_sets(url, settings)
     project = settings.reports_path / "gx"
     project.mkdir(parents=True, exist_ok=True)
     # Great Expectations' file context rewrites its suite and checkpoint JSON on every run: two gates at
     # once (a manual data_quality run and retrain's quality_gate) corrupted each other's files.
     with FileLock(project / ".gate.lock"):
         _drop_derived_config(project)
-        result = validate(frames, settings, project, key)
+        result = validate(frames, settings, project, key, labels)
     store(url, result)
     log.info("%s; data docs: %s", result.summary(), result.docs_path)
     return result

@@ -23,7 +23,7 @@ def test_sources_name_the_tables_of_names_py() -> None:
     known = set(names.TABLES) | set(names.VIEWS)
     assert tables <= known, tables - known
     used = {names.T_DECISIONS, names.T_FEEDBACK, names.T_LLM_CALLS, names.T_ACTIONS, names.T_MODEL_VERSIONS,
-            names.T_DRIFT_REPORTS, names.V_LABELLED_DECISIONS}
+            names.T_DRIFT_REPORTS, names.V_LABELLED_DECISIONS, names.V_TAXONOMY_LABELS}
     assert tables == used
 
 
@@ -63,6 +63,7 @@ def test_build_passes_with_unit_tests(marts_db) -> None:
     assert unit in statuses
     assert "unit_test.triage.int_decisions_joined_to_llm_calls_and_actions.test_cost_logic" in statuses
     assert any(u.startswith("test.triage.relationships_fct_decisions_model_version_key") for u in statuses)
+    assert any(u.startswith("test.triage.label_in_taxonomy_stg_triage__decisions_intent") for u in statuses)
 
 
 @pytest.mark.parametrize("grain", ["hour", "day"])
@@ -152,3 +153,37 @@ def test_a_second_build_waits_for_the_first(marts_db) -> None:
             holder.execute("SELECT pg_advisory_unlock(%s)", (rollup.BUILD_LOCK,))
     worker.join(120)
     assert done.is_set(), "the build did not run once the lock was released"
+
+
+def test_a_label_outside_the_models_taxonomy_fails_the_build_by_name(pg_server, tmp_path) -> None:
+    """Accepted values come from the registry: the bank's 'fraud_report' is no label of a shop's model."""
+    from psycopg.types.json import Jsonb
+
+    from tests.monitoring.conftest import fresh_db
+    from triage.taxonomy import Taxonomy
+
+    shop = Taxonomy(name="shop", intents={"where_is_my_parcel": {}, "return_item": {}}, urgencies=[])
+    url = fresh_db(pg_server, "labels")
+    with db.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO triage.model_versions (name, version, status, heads, base_model, data_fingerprint,"
+            " artifact_path, artifact_sha256, taxonomy) VALUES ('shop', 1, 'champion', %s, 'b', 'f', '/x', 'x', %s)",
+            (Jsonb(shop.heads), Jsonb(shop.to_json())),
+        )
+        for tid, intent in (("S1", "where_is_my_parcel"), ("S2", "fraud_report")):
+            conn.execute(
+                "INSERT INTO triage.decisions (ticket_id, channel, route, rule_id, policy_version, model_name,"
+                " model_version, intent, intent_confidence, abstained, prediction, masked_text, received_at,"
+                " decided_at) VALUES (%s, 'chat', 'human_queue', 'r', 'v', 'shop', 1, %s, 0.9, false, '{}', 'hi',"
+                " now(), now())",
+                (tid, intent),
+            )
+        conn.execute("INSERT INTO triage.feedback (event_id, ticket_id, kind, intent, created_at) "
+                     "VALUES ('F1', 'S1', 'correct', 'return_item', now())")
+        conn.commit()
+    with pytest.raises(rollup.RollupError) as err:
+        rollup.build(url, target_path=tmp_path / "dbt",
+                     select="stg_triage__taxonomy_labels stg_triage__decisions stg_triage__feedback")
+    text = str(err.value)
+    assert "label_in_taxonomy_stg_triage__decisions_intent" in text and "Got 1 result" in text, text
+    assert "label_in_taxonomy_stg_triage__feedback_label_intent" not in text, text

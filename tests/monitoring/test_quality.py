@@ -97,3 +97,28 @@ def test_a_half_written_suite_file_from_an_interrupted_run_does_not_fail_later_r
     suite.write_text(suite.read_text() + '\n  }\n}')  # "Extra data", as the race left it
     result = _gate(db_url, tmp_path)
     assert result.success, result.summary()
+
+
+def test_labels_are_checked_against_the_live_models_taxonomy_and_imported_history_is_skipped(db_url, tmp_path):
+    """A team's own label set: 'card_arrival' is valid only while a live model's taxonomy has it."""
+    from triage.taxonomy import Taxonomy
+
+    own = Taxonomy(name="shop", intents={"where_is_my_parcel": {}, "card_arrival": {}}, urgencies=["low", "high"])
+    _seed_clean(db_url)  # half card_arrival, half card_declined
+    with db.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO triage.model_versions (name, version, status, heads, metrics, training_args, artifact_path,"
+            " artifact_sha256, changed_by, taxonomy, base_model, data_fingerprint)"
+            " VALUES ('m', 1, 'champion', %s, '{}', '{}', '/x', 'x', 't', %s, 'b', 'f')",
+            (Jsonb(own.heads), Jsonb(own.to_json())),
+        )
+        conn.execute(  # seeded history: no decision behind it, so the decision_exists check must not see it
+            "INSERT INTO triage.feedback (event_id, ticket_id, kind, intent, urgency, reviewer, created_at)"
+            " VALUES ('F-import', 'T-old', 'correct', 'where_is_my_parcel', 'low', 'import', %s)",
+            (T0 + timedelta(minutes=5),),
+        )
+        conn.commit()
+    result = _gate(db_url, tmp_path)
+    assert not result.success
+    assert [(f.column, f.unexpected_count) for f in result.critical_failures] == [("intent", 10)]
+    assert result.rows["labels"] == 20
