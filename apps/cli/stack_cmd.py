@@ -39,6 +39,13 @@ def register(sub: Any) -> None:
         default=None,
         help="write a labelled training CSV instead of producing to Kafka (needs --count)",
     )
+    sim.add_argument(
+        "--examples",
+        type=Path,
+        default=None,
+        help="paraphrase these example texts (CSV: text,intent[,urgency]) instead of the workspace's examples.csv; "
+        "the workspace's taxonomy names the labels (default: the bank's own traffic for the bank's taxonomy)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
 
@@ -74,20 +81,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from apps import simulator
     from apps.cli.common import UsageError
+    from apps.sim_examples import generator_for
 
     if args.rate <= 0:
         raise UsageError(f"--rate {args.rate} must be positive")
+    settings = get_settings()
+    gen = generator_for(settings.workspace, seed=args.seed, ood_rate=args.ood_rate, drift_after=args.drift_after,
+                        examples=args.examples)
     if args.to_csv is not None:
         if not args.count:
             raise UsageError("--to-csv needs --count N (how many labelled rows to write)")
-        n = simulator.write_csv(
-            args.to_csv, args.count, args.seed, ood_rate=args.ood_rate, drift_after=args.drift_after
-        )
+        n = simulator.write_csv(args.to_csv, args.count, args.seed, generator=gen)
         print(f"wrote {n} labelled tickets to {args.to_csv}")
         return 0
     stats = asyncio.run(
         simulator.run(
-            get_settings().bootstrap_servers,
+            settings.bootstrap_servers,
             rate=args.rate,
             count=args.count,
             seed=args.seed,
@@ -96,6 +105,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             feedback_delay=args.feedback_delay,
             malformed_rate=args.malformed_rate,
             ood_rate=args.ood_rate,
+            generator=gen,
         )
     )
     print(f"sent {stats.tickets} tickets, {stats.malformed} malformed, {stats.feedback} feedback events")
