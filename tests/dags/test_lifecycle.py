@@ -14,6 +14,7 @@ import pytest
 
 from lifecycle import canary
 from tests.monitoring.conftest import fresh_db
+from tests.support import fixtures
 from tests.support.airflow_runs import asset_events, task_states
 from tests.support.lifecycle import MODEL, beatable_champion, seed_arms, seed_decisions, settings_for
 from triage import db
@@ -107,12 +108,9 @@ def test_quality_failure_blocks_retraining_and_too_few_labels_skip(
 
 
 def _fake_models(url: str) -> None:
-    with db.connect(url) as conn:
-        for version, status in ((1, "champion"), (2, "candidate")):
-            conn.execute(
-                "INSERT INTO triage.model_versions (name, version, status, heads, base_model, data_fingerprint, "
-                "artifact_path, artifact_sha256) VALUES (%s, %s, %s, '{}', 'tiny', 'fp', %s, %s)",
-                (MODEL, version, status, f"/models/{version}", "0" * 64))
+    """Champion v1 and candidate v2 of the bank's taxonomy, with no artifacts (the DAGs only change statuses)."""
+    assert fixtures.MODEL == MODEL
+    fixtures.register_models(url, {1: "champion", 2: "candidate"})
 
 
 @pytest.mark.parametrize(("accuracy", "outcome", "statuses"), [
