@@ -6,14 +6,13 @@ that stores dead letters and every `triage dlq replay` must use the same key.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from triage.errors import TriageError
+from triage.keyfile import read_or_create
 from triage.settings import Settings, get_settings
 
 _NEW_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
@@ -50,27 +49,11 @@ class DlqCipher:
             ) from None
 
 
-def _read_or_create(path: Path) -> bytes:
-    """The key in `path`; a new one (mode 0600) when there is none. Two processes starting at once agree."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: mode 0600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key())
-            os.link(tmp, path)  # atomic, and fails if another process won: then its key is read below
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    return path.read_bytes().strip()
-
-
 @lru_cache(maxsize=8)
 def _cipher(env_key: str | None, key_file: Path) -> DlqCipher:
     if env_key is not None:
         return DlqCipher(env_key.encode(), "TRIAGE_DLQ_KEY")
-    return DlqCipher(_read_or_create(key_file), str(key_file))
+    return DlqCipher(read_or_create(key_file, Fernet.generate_key), str(key_file))
 
 
 def cipher(settings: Settings | None = None) -> DlqCipher:
