@@ -23,7 +23,7 @@ from ml import layout
 from triage import db
 from triage.errors import TriageError
 from triage.labels import DEPLOYMENT_MODES
-from triage.names import T_DEPLOYMENTS, T_MODEL_EVENTS, T_MODEL_VERSIONS, qualified
+from triage.names import T_DEPLOYMENTS, T_MODEL_EVENTS, T_MODEL_VERSIONS, V_TAXONOMY_LABELS, qualified
 from triage.policy import PolicyError, bind, load_policy
 from triage.schemas import Deployment, ModelVersion
 from triage.settings import get_settings
@@ -179,6 +179,21 @@ def champion(url: str | None, name: str) -> ModelVersion | None:
         row = conn.execute(f"SELECT {_COLUMNS} FROM {MV} WHERE name = %s AND status = 'champion'",
                            (name,)).fetchone()
     return _row_to_mv(dict(row)) if row else None
+
+
+_LIVE_LABELS = (
+    f"SELECT head, array_agg(DISTINCT label ORDER BY label) AS labels FROM {qualified(V_TAXONOMY_LABELS)} "
+    "WHERE status IN ('champion', 'canary') GROUP BY head"
+)
+
+
+def live_labels(url: str | None) -> dict[str, list[str]]:
+    """Head -> every label a serving or canary model knows (intent includes its out-of-scope label).
+
+    Empty when no model is live. What a reviewer's label is checked against (the quality suite, the console).
+    """
+    with db.connect(url) as conn:
+        return {r["head"]: list(r["labels"]) for r in conn.execute(_LIVE_LABELS).fetchall()}
 
 
 def taxonomy_of(mv: ModelVersion | dict[str, Any]) -> Taxonomy:

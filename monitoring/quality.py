@@ -19,7 +19,7 @@ from filelock import FileLock
 
 from triage import db
 from triage.labels import IMPORT_REVIEWER, ROUTES
-from triage.names import T_DECISIONS, T_FEEDBACK, T_QUALITY_RESULTS, V_TAXONOMY_LABELS, qualified
+from triage.names import T_DECISIONS, T_FEEDBACK, T_QUALITY_RESULTS, qualified
 from triage.settings import Settings
 from triage.taxonomy import workspace_taxonomy
 
@@ -40,15 +40,6 @@ SELECT ticket_id, route, intent, intent_confidence, abstained, masked_text, e2e_
 FROM {qualified(T_DECISIONS)}
 WHERE decided_at >= %(start)s AND decided_at < %(end)s
 """
-# The labels a production label may carry: those of every model that is serving or being tried.
-LABEL_SETS_SQL = f"""
-SELECT head, array_agg(DISTINCT label ORDER BY label) AS labels
-FROM {qualified(V_TAXONOMY_LABELS)}
-WHERE status IN ('champion', 'canary')
-GROUP BY head
-"""
-
-
 @dataclass(frozen=True)
 class Failure:
     suite: str
@@ -88,10 +79,11 @@ class QualityResult:
 
 def label_sets(url: str, settings: Settings) -> dict[str, list[str]]:
     """Head -> the labels feedback may name: the live models' taxonomies, else the workspace's."""
-    with db.connect(url) as conn:
-        rows = conn.execute(LABEL_SETS_SQL).fetchall()
-    if rows:
-        return {r["head"]: list(r["labels"]) for r in rows}
+    from ml.registry import live_labels
+
+    live = live_labels(url)
+    if live:
+        return live
     taxonomy = workspace_taxonomy(settings.taxonomy_file)
     return {"intent": [*taxonomy.intent_names, taxonomy.out_of_scope], "urgency": list(taxonomy.urgencies)}
 

@@ -51,6 +51,8 @@ __all__ = [
     "enqueue_batch",
     "outbox_counts",
     "recent_actions",
+    "reply_action",
+    "reply_adapter",
     "retry_parked",
     "route_effects",
     "routes_without_effect",
@@ -143,7 +145,7 @@ def actions_for(route: str, has_draft: bool, webhook: bool) -> list[tuple[str, s
     one a reply goes to the reply outbox (`triage.replies`), so that no route ends in nothing."""
     pairs: list[tuple[str, str]] = []
     if route == "auto_resolve" and has_draft:
-        pairs.append(("reply", WEBHOOK if webhook else REPLY_OUTBOX))
+        pairs.append(("reply", reply_adapter(webhook)))
     elif route == "draft_for_review" and has_draft:
         pairs += [("review", WORK_QUEUE), ("draft", WEBHOOK)]
     elif route == "human_queue":
@@ -220,6 +222,26 @@ def _action_rows(decision: Decision, draft: Draft | None, route: str | None, rea
         rows.append({"action_id": key, "ticket_id": decision.ticket_id, "kind": kind, "adapter": adapter,
                      "idempotency_key": key, "payload": payload})
     return rows
+
+
+def reply_adapter(webhook: bool) -> str:
+    """Where a reply goes: the webhook when one is configured, else the embedded reply outbox."""
+    return WEBHOOK if webhook else REPLY_OUTBOX
+
+
+def reply_action(ticket_id: str, payload: dict[str, Any], reply: str, adapter: str, *, reviewer: str,
+                 edited: bool) -> dict[str, Any]:
+    """The outbox row of a reply a person approved in the console (the queue entry's payload, their text).
+
+    One per ticket and adapter (`<ticket>:reply:<adapter>`, the key an automatic reply would have), so a
+    ticket is answered once however often the approval is replayed.
+    """
+    draft = dict(payload.get("draft") or {})
+    source = "reviewer" if edited else (draft.get("source") or "reviewer")
+    body = {**payload, "draft": {**draft, "text": reply, "source": source, "approved_by": reviewer, "edited": edited}}
+    key = f"{ticket_id}:reply:{adapter}"
+    return {"action_id": key, "ticket_id": ticket_id, "kind": "reply", "adapter": adapter, "idempotency_key": key,
+            "payload": body}
 
 
 async def _insert(conn: psycopg.AsyncConnection[Any], rows: list[dict[str, Any]]) -> list[str]:

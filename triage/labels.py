@@ -23,6 +23,11 @@ ARMS: Final = ("champion", "canary")
 DeploymentMode = Literal["canary", "shadow"]
 DEPLOYMENT_MODES: Final = ("canary", "shadow")
 
+# Who may do what in the review console: a reviewer works tickets, a lead also sees everyone's work and
+# the metrics, an admin also manages users (each role can do all that the ones before it can).
+Role = Literal["reviewer", "lead", "admin"]
+ROLES: Final = ("reviewer", "lead", "admin")
+
 # The reviewer of labels seeded from a team's history by `triage import` (no decision behind them).
 IMPORT_REVIEWER: Final = "import"
 

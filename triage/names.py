@@ -37,6 +37,10 @@ T_DEAD_LETTERS: Final = "dead_letters"
 T_DRIFT_REPORTS: Final = "drift_reports"
 T_QUALITY_RESULTS: Final = "quality_results"
 T_BUDGETS: Final = "budgets"
+T_USERS: Final = "users"
+T_API_TOKENS: Final = "api_tokens"
+T_CLAIMS: Final = "claims"
+T_REVIEWS: Final = "reviews"
 T_MIGRATIONS: Final = "schema_migrations"
 # Views: production labels and overrides, the one rule that Python and dbt both read
 V_LABELLED_DECISIONS: Final = "labelled_decisions"
@@ -58,6 +62,10 @@ TABLES: Final = (
     T_DRIFT_REPORTS,
     T_QUALITY_RESULTS,
     T_BUDGETS,
+    T_USERS,
+    T_API_TOKENS,
+    T_CLAIMS,
+    T_REVIEWS,
 )
 VIEWS: Final = (V_LABELLED_DECISIONS, V_TAXONOMY_LABELS)
 

@@ -66,6 +66,17 @@ class Settings(BaseModel):
     airflow_port: int = Field(8080, ge=1, le=65535, description="Airflow UI / API port")
     worker_port: int = Field(6066, ge=1, le=65535, description="Stream worker web port (health, metrics)")
     drafting_port: int = Field(6067, ge=1, le=65535, description="Drafting worker web port (/drafting, metrics)")
+    console_port: int = Field(8090, ge=1, le=65535, description="Review console web port (pages and /api/)")
+    console_secret: SecretStr | None = Field(
+        None, description="Secret signing the console's session cookies; unset = the key in "
+        "<state_dir>/console.key, created on first use (every console process needs the same one)"
+    )
+    console_claim_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="Minutes a reviewer's claim on a ticket lasts before others may take it"
+    )
+    console_secure_cookies: bool = Field(
+        False, description="Mark the console's cookies Secure (set when it is served over HTTPS)"
+    )
     kafka_partitions: int = Field(4, ge=1, le=256, description="Partitions per topic created by Triage")
     airflow: bool = Field(True, description="Start Airflow with `triage up`")
     airflow_dags_paused: bool = Field(False, description="Keep Triage's DAGs paused when `triage up` starts Airflow")
@@ -278,6 +289,11 @@ class Settings(BaseModel):
     @property
     def pg_data_dir(self) -> Path:
         return self.state_dir / "pg"
+
+    @property
+    def console_secret_file(self) -> Path:
+        """Where the console's session secret is kept when TRIAGE_CONSOLE_SECRET is unset."""
+        return self.state_dir / "console.key"
 
     @property
     def dlq_key_file(self) -> Path:

@@ -6,12 +6,23 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from apps.cli import actions_cmd, canary_cmd, db_cmd, dlq_cmd, ml_cmd, monitoring_cmd, pii_cmd, stack_cmd, workspace_cmd
+from apps.cli import (
+    actions_cmd,
+    canary_cmd,
+    db_cmd,
+    dlq_cmd,
+    ml_cmd,
+    monitoring_cmd,
+    pii_cmd,
+    stack_cmd,
+    users_cmd,
+    workspace_cmd,
+)
 from apps.cli.common import fail
 from triage.errors import TriageError
 
 REGISTRARS = (stack_cmd.register, db_cmd.register, pii_cmd.register, monitoring_cmd.register, actions_cmd.register,
-              dlq_cmd.register, ml_cmd.register, canary_cmd.register, workspace_cmd.register)
+              dlq_cmd.register, ml_cmd.register, canary_cmd.register, workspace_cmd.register, users_cmd.register)
 
 
 def build_parser() -> argparse.ArgumentParser:
