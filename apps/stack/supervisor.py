@@ -32,7 +32,7 @@ from triage.names import TOPICS
 from triage.settings import PROJECT_ROOT, Settings
 
 Say = Callable[[str], None]
-ORDER = ("postgres", "kafka", "llm", "airflow", "worker", "drafting", "simulator")
+ORDER = ("postgres", "kafka", "llm", "airflow", "worker", "drafting", "console", "simulator")
 
 
 @dataclass
@@ -72,6 +72,15 @@ def check_worker(port: int, timeout: float = 2.0) -> str | None:
     return None if body.get("joined") else f"not in its consumer group yet ({body.get('status', '?')})"
 
 
+def check_console(port: int, timeout: float = 2.0) -> str | None:
+    """None when the review console answers its health check."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as resp:
+            return None if resp.status == 200 else f"answered {resp.status}"
+    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        return f"health endpoint: {exc}"
+
+
 def check_database(settings: Settings) -> str | None:
     try:
         with db.connect(settings.db_url(), timeout=3) as conn:
@@ -94,6 +103,7 @@ def health(settings: Settings) -> dict[str, str | None]:
     result["llm"] = _llm_health(settings)
     result["worker"] = check_worker(settings.worker_port)
     result["drafting"] = _drafting_health(settings)
+    result["console"] = check_console(settings.console_port)
     if state.get("simulator", True):  # a stack started with --no-simulator has none
         sim = parts.get("simulator")
         result["simulator"] = None if sim and pid_alive(int(sim["pid"])) else "not running"
@@ -168,6 +178,7 @@ class Supervisor:
             require_free_port(s.airflow_port, "Airflow", "TRIAGE_AIRFLOW_PORT")
         require_free_port(s.worker_port, "the stream worker", "TRIAGE_WORKER_PORT")
         require_free_port(s.drafting_port, "the drafting worker", "TRIAGE_DRAFTING_PORT")
+        require_free_port(s.console_port, "the review console", "TRIAGE_CONSOLE_PORT")
         if not s.stream_python.exists():
             raise StackError(f"stream environment not found at {s.stream_python}; run `make install`")
 
@@ -289,6 +300,19 @@ class Supervisor:
         self._record()
         self.say(f"  drafting   ready   {self.where['drafting']}  ({llm_line(s)})")
 
+    def start_console(self) -> None:
+        """The review console (ops environment): where people work the queued tickets."""
+        s = self.settings
+        log = self.logs / "console.log"
+        triage_bin = str(Path(sys.executable).parent / "triage")
+        self.procs["console"] = proc = spawn([triage_bin, "console"], log, env=self.child_env(), cwd=PROJECT_ROOT)
+        self._record()
+        wait_until(lambda: check_console(s.console_port), 120, "review console", log, proc, interval=0.5)
+        self.where["console"] = f"http://127.0.0.1:{s.console_port}"
+        self._record()
+        self.say(f"  console    ready   {self.where['console']}  (people: triage users add NAME --role reviewer "
+                 "--password-stdin)")
+
     def start_simulator(self) -> None:
         s = self.settings
         log = self.logs / "simulator.log"
@@ -317,6 +341,7 @@ class Supervisor:
                 self.start_airflow()
             self.start_worker()
             self.start_drafting()
+            self.start_console()
             if self.simulate:
                 self.start_simulator()
         except BaseException:

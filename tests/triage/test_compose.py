@@ -21,6 +21,7 @@ REQUIRED = {
     "airflow-triggerer",
     "worker",
     "drafting",
+    "console",
     "llm",
     "metabase",
 }

@@ -75,6 +75,7 @@ def test_up_status_down(tmp_path: Path, tiny_model: Path) -> None:
             "TRIAGE_WORKER_PORT": str(free_port()),
             "TRIAGE_PG_PORT": str(free_port()),
             "TRIAGE_LLM_PORT": str(free_port()),
+            "TRIAGE_CONSOLE_PORT": str(free_port()),
             "TRIAGE_SIMULATOR_RATE": "20",
         }
     )
@@ -96,6 +97,8 @@ def test_up_status_down(tmp_path: Path, tiny_model: Path) -> None:
         assert status.returncode == 0, status.stdout + status.stderr
         assert "worker     healthy" in status.stdout
         assert "drafting   healthy" in status.stdout and "breakers:" in status.stdout
+        assert "console    healthy" in status.stdout
+        assert f"console    ready   http://127.0.0.1:{env['TRIAGE_CONSOLE_PORT']}" in (tmp_path / "up.log").read_text()
 
         twin = subprocess.run([TRIAGE, "up", "--no-airflow"], env=env, capture_output=True, text=True, timeout=60)
         assert twin.returncode == 1 and "already running" in twin.stderr
@@ -110,7 +113,7 @@ def test_up_status_down(tmp_path: Path, tiny_model: Path) -> None:
             time.sleep(1)
         assert decided >= 10
         parts = state.read()["parts"]
-        assert set(parts) >= {"postgres", "kafka", "worker", "drafting", "simulator"}
+        assert set(parts) >= {"postgres", "kafka", "worker", "drafting", "console", "simulator"}
     finally:
         down = subprocess.run([TRIAGE, "down"], env=env, capture_output=True, text=True, timeout=180)
         up.wait(timeout=60)
