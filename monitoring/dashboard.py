@@ -20,10 +20,11 @@ from triage.errors import TriageError
 from triage.names import ANALYTICS_SCHEMA, T_DRIFT_REPORTS, qualified
 from triage.settings import get_settings
 
-SECTIONS = ("kpis", "timeseries", "by-intent", "by-model-version", "drift")
+SECTIONS = ("kpis", "timeseries", "by-intent", "by-model-version", "reviewers", "drift")
 DASHBOARD_FILE = "dashboard.html"
 FCT = f"{ANALYTICS_SCHEMA}.fct_decisions"
 AGG = f"{ANALYTICS_SCHEMA}.agg_triage_kpis"
+REVIEWERS = f"{ANALYTICS_SCHEMA}.agg_reviewer_daily"
 
 _TILE_SQL = f"""
 SELECT
@@ -175,6 +176,21 @@ def _table(rows: list[dict[str, Any]], dims: list[tuple[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _reviewers_section(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ('<p class="empty">No reviews in the console in the last 24 hours (people work the queue at '
+                "the console, `triage up` prints its address).</p>")
+    def minutes(v: Any) -> str:
+        return "–" if v is None else f"{float(v):.1f} min"
+
+    body = "".join(
+        f"<tr><td>{html.escape(str(r['reviewer']))}</td><td class=num>{fmt(r['handled'], 'int')}</td>"
+        f"<td class=num>{minutes(r['minutes_per_case'])}</td><td>{_bar(r['override_rate'], 'pct')}</td></tr>"
+        for r in rows)
+    return ("<table><thead><tr><th>Reviewer</th><th>Tickets handled</th><th>Human minutes per case</th>"
+            f"<th>Override rate</th></tr></thead><tbody>{body}</tbody></table>")
+
+
 def _link(report_path: str | None, out_dir: Path) -> str:
     if not report_path:
         return "no report file (no verdict)"
@@ -232,12 +248,18 @@ def load(url: str, hours: int) -> dict[str, Any]:
         by_model = conn.execute(
             _BREAKDOWN_SQL.format(dims="model_version_key, arm", fct=FCT), {"start": day[0], "end": day[1]}
         ).fetchall()
+        reviewers = conn.execute(
+            "SELECT reviewer, sum(tickets_handled) AS handled, sum(human_minutes) AS minutes, "
+            "sum(human_minutes) / nullif(sum(tickets_handled), 0) AS minutes_per_case, "
+            "sum(override_rate * tickets_handled) / nullif(sum(tickets_handled), 0) AS override_rate "
+            f"FROM {REVIEWERS} WHERE period_start >= %s - interval '1 day' AND period_start < %s "
+            "GROUP BY reviewer ORDER BY handled DESC", (day[0], day[1])).fetchall()
         drift = conn.execute(
             "SELECT model_name, model_version, window_start, window_end, n_current, drift_detected, reasons, "
             f"report_path, metrics FROM {qualified(T_DRIFT_REPORTS)} ORDER BY window_end DESC, id DESC LIMIT 1"
         ).fetchone()
     return {"now": now, "hours": hours, "current": current or {}, "previous": previous or {},
-            "series": series, "by_intent": by_intent, "by_model": by_model, "drift": drift}
+            "series": series, "by_intent": by_intent, "by_model": by_model, "reviewers": reviewers, "drift": drift}
 
 
 def _fill_hours(rows: list[dict[str, Any]], start: datetime, end: datetime, key: str) -> list[tuple[datetime, Any]]:
@@ -299,6 +321,8 @@ def render_html(data: dict[str, Any], out_dir: Path) -> str:
 <section id="by-intent"><h2>By intent, last 24 h</h2>{intent_table}</section>
 <section id="by-model-version"><h2>By model version (champion vs canary), last 24 h</h2>
 {_table(model_rows, [("model_version_key", "Model version"), ("arm", "Arm")])}</section>
+<section id="reviewers"><h2>Reviewers (throughput and handling time), last 24 h</h2>
+{_reviewers_section([dict(r) for r in data["reviewers"]])}</section>
 <section id="drift"><h2>Latest drift status</h2>{_drift_section(data["drift"], out_dir)}</section>
 </body></html>
 """

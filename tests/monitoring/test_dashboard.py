@@ -81,3 +81,10 @@ def test_loads_in_headless_chromium_without_console_errors(rendered: Path, tmp_p
     for section in dashboard.SECTIONS:
         assert f'<section id="{section}">' in dom.stdout, f"section {section} missing from the rendered DOM"
     assert [line for line in dom.stderr.splitlines() if "CONSOLE" in line] == []
+
+
+def test_reviewers_section_shows_throughput_and_minutes_per_case() -> None:
+    rows = [{"reviewer": "ana", "handled": 12, "minutes": 30.0, "minutes_per_case": 2.5, "override_rate": 0.25}]
+    html_ = dashboard._reviewers_section(rows)
+    assert "<td>ana</td>" in html_ and ">12<" in html_ and "2.5 min" in html_ and "25.0%" in html_
+    assert "No reviews in the console" in dashboard._reviewers_section([])

@@ -23,7 +23,7 @@ def test_sources_name_the_tables_of_names_py() -> None:
     known = set(names.TABLES) | set(names.VIEWS)
     assert tables <= known, tables - known
     used = {names.T_DECISIONS, names.T_FEEDBACK, names.T_LLM_CALLS, names.T_ACTIONS, names.T_MODEL_VERSIONS,
-            names.T_DRIFT_REPORTS, names.V_LABELLED_DECISIONS, names.V_TAXONOMY_LABELS}
+            names.T_DRIFT_REPORTS, names.V_LABELLED_DECISIONS, names.V_TAXONOMY_LABELS, names.T_REVIEWS}
     assert tables == used
 
 
@@ -187,3 +187,21 @@ def test_a_label_outside_the_models_taxonomy_fails_the_build_by_name(pg_server, 
     text = str(err.value)
     assert "label_in_taxonomy_stg_triage__decisions_intent" in text and "Got 1 result" in text, text
     assert "label_in_taxonomy_stg_triage__feedback_label_intent" not in text, text
+
+
+def test_reviewer_work_per_day_by_hand(marts_db) -> None:
+    """agg_reviewer_daily from fixtures.REVIEWS: ana 2 cases (2 and 1 min, one override, her one reply as
+    drafted), ben 1 escalation in 4 minutes."""
+    url, _, _ = marts_db
+    with db.connect(url) as conn:
+        rows = {r["reviewer"]: r for r in conn.execute(
+            f"SELECT * FROM {names.ANALYTICS_SCHEMA}.agg_reviewer_daily WHERE period_start = %s",
+            (fixtures.HOUR.replace(hour=0),)).fetchall()}
+    assert set(rows) == {"ana", "ben"}
+    ana, ben = rows["ana"], rows["ben"]
+    assert (ana["tickets_handled"], float(ana["human_minutes"]), float(ana["human_minutes_per_case"])) == (2, 3.0, 1.5)
+    assert float(ana["median_handling_minutes"]) == 1.5
+    assert (ana["override_rate"], ana["drafts_unedited_rate"]) == (Decimal("0.5000"), Decimal("1.0000"))
+    assert (ben["tickets_handled"], float(ben["median_handling_minutes"]), ben["override_rate"]) == (
+        1, 4.0, Decimal("1.0000"))
+    assert ben["drafts_unedited_rate"] is None

@@ -34,6 +34,12 @@ LLM_CALLS = [
 ]
 # action, ticket, status
 ACTIONS = [("A1", "H1", "delivered"), ("A2", "H2", "delivered"), ("A6", "H6", "failed")]
+# console reviews: key, ticket, reviewer, kind, reply, edited, handling ms
+REVIEWS = [
+    ("R3", "H3", "ana", "confirm", "Thanks, sorted.", False, 120_000),
+    ("R4", "H4", "ana", "correct", None, None, 60_000),
+    ("R5", "H5", "ben", "escalate", None, None, 240_000),
+]
 # a drift report overlapping the hour
 DRIFT_WINDOW = (HOUR + timedelta(minutes=30), HOUR + timedelta(minutes=90))
 
@@ -66,6 +72,15 @@ def insert_hand_fixture(url: str) -> None:
                 "INSERT INTO triage.feedback (event_id, ticket_id, kind, intent, route, created_at) "
                 "VALUES (%s,%s,%s,%s,%s,%s)",
                 (event, tid, kind, intent, route, HOUR + timedelta(minutes=50)),
+            )
+        for name in sorted({r[2] for r in REVIEWS}):
+            conn.execute("INSERT INTO triage.users (name, role) VALUES (%s, 'reviewer')", (name,))
+        for key, tid, who, kind, reply, edited, ms in REVIEWS:
+            conn.execute(
+                "INSERT INTO triage.reviews (review_key, ticket_id, reviewer, kind, intent, reply, reply_edited, "
+                "feedback_event_id, handling_ms, created_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                (key, tid, who, kind, "card_arrival" if kind == "correct" else None, reply, edited, f"E-{key}", ms,
+                 HOUR + timedelta(minutes=55)),
             )
         for call, tid, status, tin, tout, cost in LLM_CALLS:
             conn.execute(
