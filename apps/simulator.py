@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import random
 import string
 import uuid
@@ -21,6 +22,8 @@ from typing import Any
 from apps import sim_text as T
 from triage.names import TOPIC_DECISIONS, TOPIC_FEEDBACK, TOPIC_RAW
 from triage.taxonomy import bank
+
+log = logging.getLogger(__name__)
 
 
 def luhn_complete(prefix: str) -> str:
@@ -248,6 +251,59 @@ class SimStats:
     tickets: int = 0
     malformed: int = 0
     feedback: int = 0
+    console_reviews: int = 0
+
+
+# Routes whose tickets wait for a person in the review console (the others are feedback on automation).
+PEOPLES_ROUTES = frozenset({"draft_for_review", "human_queue", "escalate"})
+
+
+class ConsoleReviewer:
+    """The simulated reviewer as a person works: claim the queued ticket, then review it, over the API.
+
+    The queue entry appears once the outbox has delivered the ticket to the work queue (after drafting for
+    draft_for_review), so a 404 is retried with backoff for up to `patience_s`; a 409 (a person holds it,
+    or reviewed it) leaves the ticket to them.
+    """
+
+    def __init__(self, base_url: str, token: str, patience_s: float = 120.0) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"},
+                                        timeout=15.0)
+        self.patience_s = patience_s
+        self.done = 0
+
+    async def review_later(self, ticket_id: str, event: dict[str, Any], delay: float) -> None:
+        from triage.backoff import retry_delay
+
+        await asyncio.sleep(delay)
+        deadline = asyncio.get_running_loop().time() + self.patience_s
+        retry = 0
+        while True:
+            try:
+                claim = await self.client.post(f"/api/tickets/{ticket_id}/claim")
+                if claim.status_code == 200:
+                    ticket = (await self.client.get(f"/api/tickets/{ticket_id}")).json()
+                    draft = (ticket.get("draft") or {}).get("text") or None
+                    body = {k: event.get(k) for k in ("kind", "intent", "urgency")}
+                    body["reply"] = draft if event["kind"] == "confirm" else None
+                    r = await self.client.post(f"/api/tickets/{ticket_id}/review", json=body,
+                                               headers={"Idempotency-Key": f"sim:{event['event_id']}"})
+                    if r.status_code in (200, 201):
+                        self.done += 1
+                    return
+                if claim.status_code != 404:
+                    return  # claimed or reviewed by someone else, or refused: theirs
+            except Exception as exc:  # the console restarting or busy: try again below
+                log.debug("console review of %s: %s", ticket_id, exc)
+            retry += 1
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(retry_delay(retry, 1.0, 15.0))
+
+    async def close(self) -> None:
+        await self.client.aclose()
 
 
 async def run(
@@ -263,10 +319,13 @@ async def run(
     ood_rate: float = 0.02,
     stats: SimStats | None = None,
     generator: TicketGenerator | None = None,
+    console: ConsoleReviewer | None = None,
 ) -> SimStats:
     """Produce tickets at `rate`/s (forever when count is None) and feedback on the decisions seen.
 
-    `generator`: the traffic (default the bank's, from `seed`, `drift_after`, `ood_rate`).
+    `generator`: the traffic (default the bank's, from `seed`, `drift_after`, `ood_rate`). `console`: the
+    reviewer works tickets routed to people through the review console's API (as a person does), and
+    sends feedback straight to `tickets.feedback` only for the others (auditing automated decisions).
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -303,7 +362,12 @@ async def run(
                 if known is None or rng.random() >= feedback_rate:
                     continue
                 event = feedback_for(known[0], known[1], decision, rng)
-                asyncio.get_running_loop().call_later(feedback_delay, _send_later, event)
+                if console is not None and decision.get("route") in PEOPLES_ROUTES:
+                    task = asyncio.ensure_future(console.review_later(decision["ticket_id"], event, feedback_delay))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                else:
+                    asyncio.get_running_loop().call_later(feedback_delay, _send_later, event)
                 stats.feedback += 1
 
         feedback_task = asyncio.create_task(answer())
@@ -330,4 +394,7 @@ async def run(
         if consumer is not None:
             await consumer.stop()
         await producer.stop()
+        if console is not None:
+            await console.close()
+            stats.console_reviews = console.done
     return stats

@@ -81,6 +81,10 @@ class Settings(BaseModel):
     airflow: bool = Field(True, description="Start Airflow with `triage up`")
     airflow_dags_paused: bool = Field(False, description="Keep Triage's DAGs paused when `triage up` starts Airflow")
     simulator_rate: float = Field(5.0, gt=0, description="Tickets per second that `triage up` simulates")
+    simulator_console_token: SecretStr | None = Field(
+        None, description="API token the simulator's reviewer uses to work queued tickets through the review "
+        "console (`triage up` makes a 'simulator' user and sets it); unset = feedback straight to Kafka"
+    )
     stream_python: Path = Field(
         PROJECT_ROOT / ".venv-stream" / "bin" / "python", description="Python of the stream environment"
     )

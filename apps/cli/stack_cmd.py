@@ -88,6 +88,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     settings = get_settings()
     gen = generator_for(settings.workspace, seed=args.seed, ood_rate=args.ood_rate, drift_after=args.drift_after,
                         examples=args.examples)
+    token = settings.simulator_console_token
+    console = None if token is None or args.to_csv is not None else simulator.ConsoleReviewer(
+        f"http://127.0.0.1:{settings.console_port}", token.get_secret_value())
     if args.to_csv is not None:
         if not args.count:
             raise UsageError("--to-csv needs --count N (how many labelled rows to write)")
@@ -106,7 +109,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             malformed_rate=args.malformed_rate,
             ood_rate=args.ood_rate,
             generator=gen,
+            console=console,
         )
     )
-    print(f"sent {stats.tickets} tickets, {stats.malformed} malformed, {stats.feedback} feedback events")
+    print(f"sent {stats.tickets} tickets, {stats.malformed} malformed, {stats.feedback} feedback events "
+          f"({stats.console_reviews} as reviews in the console)")
     return 0

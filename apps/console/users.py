@@ -146,3 +146,14 @@ def user_for_token(url: str, token: str) -> User | None:
             f"UPDATE {TOKENS} t SET last_used_at = now() FROM {USERS} u WHERE t.token_sha256 = %s "
             "AND u.name = t.user_name AND NOT u.disabled RETURNING u.name, u.role", (_digest(token),)).fetchone()
     return None if row is None else User(row["name"], row["role"])
+
+
+def service_token(url: str, name: str) -> str:
+    """A fresh token for a machine user (`name`, role reviewer, no usable password), created if missing;
+    its earlier tokens are revoked. What `triage up` gives the simulator's reviewer."""
+    _check_name(name)
+    with db.connect(url) as conn:
+        conn.execute(f"INSERT INTO {USERS} (name, role) VALUES (%s, 'reviewer') ON CONFLICT (name) DO NOTHING",
+                     (name,))
+        conn.execute(f"DELETE FROM {TOKENS} WHERE user_name = %s", (name,))
+    return issue_token(url, name)

@@ -32,6 +32,7 @@ from triage.names import TOPICS
 from triage.settings import PROJECT_ROOT, Settings
 
 Say = Callable[[str], None]
+SIMULATOR_USER = "simulator"  # the console user the simulator's reviewer works as
 ORDER = ("postgres", "kafka", "llm", "airflow", "worker", "drafting", "console", "simulator")
 
 
@@ -314,11 +315,16 @@ class Supervisor:
                  "--password-stdin)")
 
     def start_simulator(self) -> None:
+        """The simulator; its reviewer works queued tickets through the console as user 'simulator'."""
+        from apps.console.users import service_token
+
         s = self.settings
         log = self.logs / "simulator.log"
         triage_bin = str(Path(sys.executable).parent / "triage")
+        env = self.child_env()
+        env["TRIAGE_SIMULATOR_CONSOLE_TOKEN"] = service_token(s.db_url(), SIMULATOR_USER)
         self.procs["simulator"] = spawn(
-            [triage_bin, "simulate", "--rate", str(s.simulator_rate)], log, env=self.child_env(), cwd=PROJECT_ROOT
+            [triage_bin, "simulate", "--rate", str(s.simulator_rate)], log, env=env, cwd=PROJECT_ROOT
         )
         self.where["simulator"] = f"{s.simulator_rate:g} tickets/s -> tickets.raw"
         self._record()

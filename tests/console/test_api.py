@@ -201,3 +201,35 @@ def test_no_page_or_answer_shows_a_planted_personal_value(console: ConsoleServer
     assert re.search(r"(<|&lt;|\\u003c)[A-Z]+_1(>|&gt;|\\u003e)", joined), "the masked placeholders are shown"
     leaked = [v for v in seeded.planted if v in joined]
     assert not leaked, leaked
+
+
+def test_the_simulators_reviewer_works_the_queue_through_the_api(console: ConsoleServer) -> None:
+    """What `triage up` wires: a 'simulator' user's token, claim then review, the draft sent on a confirm."""
+    from apps.console.users import service_token
+    from apps.simulator import ConsoleReviewer
+
+    seeded = seed_queue(console.url, 3)
+    drafted, queued = seeded.ticket_ids[0], seeded.ticket_ids[1]
+    token = service_token(console.url, "simulator")
+    assert service_token(console.url, "simulator") != token  # a new one revokes the old
+    assert console.client(token).get("/api/me").status_code == 401
+
+    async def work() -> int:
+        reviewer = ConsoleReviewer(console.base, service_token(console.url, "simulator"), patience_s=3)
+        try:
+            await reviewer.review_later(drafted, {"event_id": "e1", "kind": "confirm", "intent": None}, 0)
+            await reviewer.review_later(queued, {"event_id": "e2", "kind": "correct", "intent": "card_arrival",
+                                                 "urgency": "low"}, 0)
+            await reviewer.review_later("T-not-queued", {"event_id": "e3", "kind": "confirm"}, 0)  # gives up
+            return reviewer.done
+        finally:
+            await reviewer.close()
+
+    assert asyncio.run(work()) == 2
+    with db.connect(console.url) as conn:
+        rows = {r["ticket_id"]: r for r in conn.execute(
+            "SELECT ticket_id, reviewer, kind, intent, reply, reply_edited FROM triage.reviews").fetchall()}
+    assert set(rows) == {drafted, queued}
+    assert rows[drafted]["reviewer"] == "simulator" and rows[drafted]["reply_edited"] is False
+    assert rows[drafted]["reply"].startswith("Hello, thanks for writing.")
+    assert (rows[queued]["kind"], rows[queued]["intent"], rows[queued]["reply"]) == ("correct", "card_arrival", None)
