@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,7 +49,7 @@ def seed_queue(url: str, n: int = 6, seed: int = 3) -> Seeded:
             t = gen.generate()
             out.planted += [v for values in t.pii.values() for v in values]
             masked = mask(t.text).text
-            tid = t.message["ticket_id"]
+            tid = f"{t.message['ticket_id']}-{uuid.uuid4().hex[:6]}"  # unique on the session's shared broker
             route = routes[i % 3]
             conf = round(0.55 + 0.07 * i, 2)
             heads = {"intent": {"label": t.intent, "confidence": conf, "abstained": False,

@@ -40,16 +40,20 @@ def test_without_the_setting_a_key_file_is_made_once_with_mode_0600(tmp_path: Pa
 
 
 def test_workers_starting_at_once_agree_on_one_key(tmp_path: Path) -> None:
-    from triage.dlq_crypto import _read_or_create
+    from cryptography.fernet import Fernet
+
+    from triage.keyfile import read_or_create
 
     path = tmp_path / "dlq.key"
     keys: list[bytes] = []
-    threads = [threading.Thread(target=lambda: keys.append(_read_or_create(path))) for _ in range(8)]
+    threads = [threading.Thread(target=lambda: keys.append(read_or_create(path, Fernet.generate_key)))
+               for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(set(keys)) == 1 and keys[0] == path.read_bytes().strip()
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_malformed_key_names_the_setting_and_the_fix(tmp_path: Path) -> None:
