@@ -25,7 +25,10 @@ from triage.errors import TriageError
 from triage.settings import PROJECT_ROOT
 from triage.yamlfile import read_yaml, validate
 
-LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$"
+# A team's own label as its export spells it ('reverted_card_payment?', 'Card arrival'): 1 to 80 characters,
+# no slash or backslash (labels name prompt files), no control characters, no space at either end.
+LABEL_PATTERN = r"^[^\s/\\\x00-\x1f\x7f]([^/\\\x00-\x1f\x7f]{0,78}[^\s/\\\x00-\x1f\x7f])?$"
+LABEL_RULE = "1 to 80 characters, no '/' or '\\', no control characters, no space at either end"
 DEFAULT_URGENCIES = ("low", "normal", "high", "critical")
 DEFAULT_OOD_LABEL = "out_of_scope"
 BANK_WORKSPACE = PROJECT_ROOT / "workspaces" / "bank"
@@ -41,8 +44,7 @@ class TaxonomyError(TriageError, ValueError):
 def _named(what: str) -> AfterValidator:
     def check(v: str) -> str:
         if not re.match(LABEL_PATTERN, v):
-            raise ValueError(f"{what} name {v!r}: use letters, digits, '_', '.', '-' (at most 80), starting with a "
-                             "letter or digit")
+            raise ValueError(f"{what} name {v!r}: use {LABEL_RULE}")
         return v
 
     return AfterValidator(check)

@@ -28,6 +28,7 @@ from triage.taxonomy import (
     DEFAULT_URGENCIES,
     EXAMPLES_FILE,
     LABEL_PATTERN,
+    LABEL_RULE,
     TAXONOMY_FILE,
 )
 
@@ -133,7 +134,7 @@ def _labels(rows: pd.DataFrame, head: str, source: Path, col: str) -> list[str]:
     if bad:
         slug = re.sub(r"[^A-Za-z0-9_.\-]+", "_", bad[0]).strip("_.-")[:80] or "label"
         raise UsageError(f"{source} column {col!r}: {len(bad)} label(s) cannot be {head} names, e.g. {bad[0]!r} "
-                         f"(use letters, digits, '_', '.', '-', at most 80); rename them in the export, e.g. {slug!r}")
+                         f"(use {LABEL_RULE}); rename them in the export, e.g. {slug!r}")
     return labels
 
 

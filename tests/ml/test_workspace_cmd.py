@@ -102,10 +102,10 @@ def test_init_refuses_a_non_empty_folder_without_force(bank400: Path, tmp_path: 
 
 def test_init_names_a_label_that_cannot_be_an_intent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "e.csv"
-    pd.DataFrame({"text": ["a", "b"], "intent": ["lost card", "arrival"]}).to_csv(path, index=False)
+    pd.DataFrame({"text": ["a", "b"], "intent": ["lost/stolen card", "arrival"]}).to_csv(path, index=False)
     assert main(["init", str(tmp_path / "ws"), "--from", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "'lost card'" in err and "'lost_card'" in err and not (tmp_path / "ws").exists()
+    assert "'lost/stolen card'" in err and "'lost_stolen_card'" in err and not (tmp_path / "ws").exists()
 
 
 def test_import_drops_unknown_labels_and_writes_the_normalised_csv(bank400: Path, tmp_path: Path,

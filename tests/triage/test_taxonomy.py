@@ -26,7 +26,7 @@ def test_the_bank_is_one_example_workspace() -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "needle", "words"), [
-    ("  fraud_report:\n", "  fraud report:\n", "fraud report", "intent name 'fraud report'"),
+    ("  fraud_report:\n", "  fraud/report:\n", "fraud/report", "intent name 'fraud/report'"),
     ("    automate: false\n    sla_minutes: 15", "    automate: false\n    sla_minutes: 0", "sla_minutes: 0",
      "greater than or equal to 1"),
     ("    automate: false\n", "    automate: maybe\n", "automate: maybe", "valid boolean"),
@@ -84,3 +84,13 @@ def test_a_model_stores_the_workspace_taxonomy_when_its_labels_fit(tmp_path) -> 
 def test_an_explicit_taxonomy_refuses_labels_it_does_not_know() -> None:
     with pytest.raises(DataError, match=r"intent label 'age_limit' of the data is not in the taxonomy .*add it"):
         fit_taxonomy(_ds(["age_limit", "card_arrival"]), explicit=BANK_WORKSPACE / TAXONOMY_FILE, workspace=None)
+
+
+def test_labels_as_teams_spell_them_are_valid() -> None:
+    """Banking77 names one intent 'reverted_card_payment?'; help-desk exports use spaces ('Card arrival')."""
+    t = parse_taxonomy("name: b77\nintents:\n  reverted_card_payment?:\n  Card arrival:\n", "t.yaml")
+    assert t.intent_names == ("reverted_card_payment?", "Card arrival")
+    assert parse_taxonomy(t.to_yaml(), "again.yaml") == t
+    for bad in ("a/b", " lead", "tab\there", "x" * 81):
+        with pytest.raises(TaxonomyError, match="no '/'"):
+            parse_taxonomy(f"name: b\nintents: [ok, {bad!r}]\n", "bad.yaml")
