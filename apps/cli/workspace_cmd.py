@@ -382,7 +382,8 @@ def seed_history(url: str, rows: pd.DataFrame, *, source: str, channel: str = "e
     figures. So `triage train --from-db` (ml.data.from_db) trains on them, while the retrain DAG, which
     reads labels of decisions only (triage.labelled_decisions), sees them through its base data: the
     champion's stored training sample, or TRIAGE_RETRAIN_BASE_DATA set to the CSV that --out writes
-    (with an urgency column). The data quality gate wants a decision for every feedback row in its window.
+    (with an urgency column). The data quality gate leaves these rows out (their labels were checked here;
+    it wants a decision behind every other feedback row).
     """
     from triage import db
 
