@@ -13,6 +13,7 @@ and, with a reply, an action in the outbox that the reply adapter delivers once 
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import secrets
@@ -205,7 +206,8 @@ def create_app(settings: Settings, publish: Publish | None = None) -> Any:
         try:
             t = await run_in_threadpool(store.ticket, console.url, ticket_id, console.taxonomy())
         except ConsoleError as exc:
-            return HTMLResponse(f"<p>{exc}</p><p><a href='/'>Back to the queue</a></p>", status_code=exc.status)
+            return HTMLResponse(f"<p>{html.escape(str(exc))}</p><p><a href='/'>Back to the queue</a></p>",
+                                status_code=exc.status)
         tax = console.taxonomy()
         return page(request, "ticket.html", user, t=t, taxonomy=tax, routes=ROUTES,
                     kinds=FEEDBACK_KINDS)

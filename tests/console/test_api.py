@@ -201,6 +201,9 @@ def test_no_page_or_answer_shows_a_planted_personal_value(console: ConsoleServer
     assert re.search(r"(<|&lt;|\\u003c)[A-Z]+_1(>|&gt;|\\u003e)", joined), "the masked placeholders are shown"
     leaked = [v for v in seeded.planted if v in joined]
     assert not leaked, leaked
+    # A ticket id in the address is shown escaped, never as markup.
+    page = ana.get("/tickets/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+    assert page.status_code == 404 and "<img" not in page.text and "&lt;img src=x" in page.text, page.text
 
 
 def test_the_simulators_reviewer_works_the_queue_through_the_api(console: ConsoleServer) -> None:
