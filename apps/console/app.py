@@ -53,6 +53,12 @@ LOGIN_LIMIT = parse("5/minute")  # per name and client address
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]
 
 
+def local_path(target: str) -> str:
+    """Where to go after signing in: a path on this site, never another ('//host', '/\\host', 'https:')."""
+    ok = target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target[:3]
+    return target if ok else "/"
+
+
 def session_secret(settings: Settings) -> str:
     if settings.console_secret is not None:
         return settings.console_secret.get_secret_value()
@@ -166,14 +172,14 @@ def create_app(settings: Settings, publish: Publish | None = None) -> Any:
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request, next: str = "/") -> Response:
-        return login_form(request, next if next.startswith("/") and not next.startswith("//") else "/", None)
+        return login_form(request, local_path(next), None)
 
     @app.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
         form = await request.form()
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         nxt = str(form.get("next", "/"))
-        nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
+        nxt = local_path(nxt)
         client = request.client.host if request.client else "?"
         if not console.limiter.hit(LOGIN_LIMIT, "login", client, name.lower()):
             return login_form(request, nxt, "Too many sign-in attempts for this name: wait a minute and try again.",

@@ -236,3 +236,11 @@ def test_the_simulators_reviewer_works_the_queue_through_the_api(console: Consol
     assert rows[drafted]["reviewer"] == "simulator" and rows[drafted]["reply_edited"] is False
     assert rows[drafted]["reply"].startswith("Hello, thanks for writing.")
     assert (rows[queued]["kind"], rows[queued]["intent"], rows[queued]["reply"]) == ("correct", "card_arrival", None)
+
+
+def test_after_sign_in_only_paths_on_this_site_are_followed() -> None:
+    from apps.console.app import local_path
+
+    assert local_path("/tickets/T-1") == "/tickets/T-1"
+    for outside in ("//evil.example", "/\\evil.example", "https://evil.example", "evil", ""):
+        assert local_path(outside) == "/", outside
