@@ -15,7 +15,8 @@ and measures, in one run on this machine:
   one transaction per row;
 - the worker's peak resident memory (VmHWM), the cores and library versions;
 - the PII gate alone (`safe_mask_many` on raw bodies), with and without its name model;
-- with --compare-pii-names, a second drain with the PII gate's name model off: its cost, in the same run.
+- with --compare-pii-names, a second drain with the PII gate's name model off: its cost, in the same run;
+- with --compare-canary, a drain with a 10 % canary deployed: what a canary costs, in the same run.
 
 All of it is repeated --runs times (3 by default), each on a fresh broker and database; the JSON keeps
 every run and a summary with the median and range of each figure, and the commit it measured.
@@ -271,32 +272,65 @@ async def latency_phase(bootstrap: str, url: str, rate: float, seconds: float, s
             "max_ms": round(lat[-1], 1) if lat else 0.0}
 
 
-def drain_without_names(args: argparse.Namespace, bootstrap: str, pg: EmbeddedPostgres, model: Path, work: Path,
-                        env: dict[str, str], with_names: float) -> dict[str, Any]:
-    """The same drain with the PII gate's name model off (TRIAGE_PII_NAMES=false), right after the first:
-    what masking person names costs the worker, measured in this run. A second database; the worker's
-    consumer group resumes after the first backlog, so it reads only the second."""
+def drain_again(args: argparse.Namespace, bootstrap: str, pg: EmbeddedPostgres, model: Path, work: Path,
+                env: dict[str, str], name: str, extra_env: dict[str, str],
+                deploy: Callable[[str], None] | None = None) -> dict[str, float]:
+    """A second drain of a fresh backlog right after the first, in the same run, with `extra_env` set and
+    `deploy(url)` applied to its registry: a second database; the worker's consumer group resumes after
+    the earlier backlogs, so it reads only this one."""
     from ml import registry
 
-    db.ensure_database(pg.url(), "no_names")
-    url = pg.url("no_names")
+    db.ensure_database(pg.url(), name)
+    url = pg.url(name)
     db.migrate(url)
     registry.register(url, model, name=MODEL_NAME, status="champion", changed_by="bench",
-                      reason="bench-stream, no names", models_dir=work / "store-no-names")
+                      reason=f"bench-stream, {name}", models_dir=work / f"store-{name}")
+    if deploy is not None:
+        deploy(url)
     asyncio.run(produce_backlog(bootstrap, messages(args.backlog, seed=3)))
-    say(f"the same drain with person names off (TRIAGE_PII_NAMES=false); backlog {args.backlog}")
-    proc = spawn([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"], work / "worker-no-names.log",
-                 env={**env, "DATABASE_URL": url, "TRIAGE_PII_NAMES": "false"}, cwd=ROOT)
+    proc = spawn([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"], work / f"worker-{name}.log",
+                 env={**env, "DATABASE_URL": url, **extra_env}, cwd=ROOT)
     try:
         wait_count(url, args.backlog, timeout=600)
-        rates = drain_rates(url, args.warmup)
+        return drain_rates(url, args.warmup)
     finally:
         stop_group(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def drain_without_names(args: argparse.Namespace, bootstrap: str, pg: EmbeddedPostgres, model: Path, work: Path,
+                        env: dict[str, str], with_names: float) -> dict[str, Any]:
+    """The same drain with the PII gate's name model off (TRIAGE_PII_NAMES=false): what masking person
+    names costs the worker, measured in this run."""
+    say(f"the same drain with person names off (TRIAGE_PII_NAMES=false); backlog {args.backlog}")
+    rates = drain_again(args, bootstrap, pg, model, work, env, "no_names", {"TRIAGE_PII_NAMES": "false"})
     say(f"  {rates['sustained']:.0f} decisions/s without names, {with_names:.0f}/s with them")
     return {"with_names_per_s": with_names, "without_names_per_s": rates["sustained"],
             "ratio": round(with_names / rates["sustained"], 3) if rates["sustained"] else None,
             "drain_without_names": rates}
+
+
+CANARY_PERCENT = 10.0
+
+
+def drain_with_canary(args: argparse.Namespace, bootstrap: str, pg: EmbeddedPostgres, model: Path, work: Path,
+                      env: dict[str, str], without: float) -> dict[str, Any]:
+    """The same drain with a canary deployment at 10 % (a second registered copy of the model, so both
+    arms cost the same per text): what a canary costs the worker, measured in this run. The worker runs
+    each model only on its own arm's tickets, so the ratio should stay near 1."""
+    from ml import registry
+
+    def deploy(url: str) -> None:
+        v2 = registry.register(url, model, name=MODEL_NAME, status="candidate", changed_by="bench",
+                               reason="bench-stream canary", models_dir=work / "store-canary")
+        registry.start_deployment(url, MODEL_NAME, v2.version, "canary", CANARY_PERCENT, changed_by="bench",
+                                  reason="bench-stream canary")
+
+    say(f"the same drain with a {CANARY_PERCENT:.0f} % canary deployed; backlog {args.backlog}")
+    rates = drain_again(args, bootstrap, pg, model, work, env, "canary", {}, deploy)
+    say(f"  {rates['sustained']:.0f} decisions/s with the canary, {without:.0f}/s without")
+    return {"canary_percent": CANARY_PERCENT, "without_canary_per_s": without, "with_canary_per_s": rates["sustained"],
+            "ratio": round(rates["sustained"] / without, 3) if without else None, "drain_with_canary": rates}
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -337,6 +371,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stream.json")
     parser.add_argument("--compare-pii-names", action="store_true",
                         help="also drain a second backlog with the PII name model off, to measure its cost")
+    parser.add_argument("--compare-canary", action="store_true",
+                        help=f"also drain a second backlog with a {CANARY_PERCENT:.0f} %% canary deployed, to measure "
+                             "its cost")
     parser.add_argument("--runs", type=int, default=3,
                         help="repeat the whole measurement this many times (fresh broker and database each); "
                              "the summary gives the median and the range of each figure")
@@ -436,6 +473,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
             result["worker_exit_code"] = worker_proc.wait(timeout=10)
             if args.compare_pii_names:
                 result["pii_gate_cost"] = drain_without_names(args, broker.bootstrap, pg, model, work, env, e2e)
+            if args.compare_canary:
+                result["canary_cost"] = drain_with_canary(args, broker.bootstrap, pg, model, work, env, e2e)
             # Background load on a shared machine drifts: measure serving again now; the reference is the
             # mean of the two measurements of the better shape (all four are reported).
             say("isolated serving throughput again, after the worker stopped")
@@ -486,6 +525,8 @@ FIGURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "worker_peak_rss_mib": lambda r: r.get("worker_peak_rss_mib"),
     "e2e_without_names_per_s": lambda r: r.get("pii_gate_cost", {}).get("without_names_per_s"),
     "with_vs_without_names": lambda r: r.get("pii_gate_cost", {}).get("ratio"),
+    "e2e_with_canary_per_s": lambda r: r.get("canary_cost", {}).get("with_canary_per_s"),
+    "with_vs_without_canary": lambda r: r.get("canary_cost", {}).get("ratio"),
     "load_avg_1m_at_start": lambda r: r["machine"]["load_avg_at_start"][0],
 }
 

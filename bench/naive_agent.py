@@ -63,7 +63,7 @@ async def run(bootstrap: str, url: str, model_dir: Path, threads: int, limit: in
                     probs = {h: softmax(lg.numpy().astype(np.float32), labels.temperatures.get(h, 1.0))
                              for h, lg in zip(model.head_names, logits, strict=True)}
                     heads = labels.predictions(probs)[0]
-                    res = Classified(Prediction(model_name=MODEL_NAME, model_version=1, heads=heads), None, 0.0, 0.0)
+                    res = Classified(Prediction(model_name=MODEL_NAME, model_version=1, heads=heads))
                     decision = build_decision(item, res, models, policy, MODEL_NAME, {})
                     await sink.write_batch([item.row()], [decision], [])
                 done += 1

@@ -6,8 +6,10 @@ against the shadow's, kept in `challenger`). Per arm: agreement with the human l
 feedback; a confirmation keeps the decision's label; abstaining on an out-of-scope ticket agrees),
 override rate (as the dbt marts define it: a reviewer changed the intent, urgency or route, rerouted,
 or escalated a ticket the policy had not; in shadow mode, for both models: the human label differs
-from the model's), abstention rate, error rate (the model gave no prediction while the other one
-did) and, in canary mode, p95 inference latency.
+from the model's), abstention rate, error rate (the acting model gave no intent for a ticket that was
+classified: not one withheld by the PII gate or decided with no model) and, in canary mode, p95
+inference latency (each arm's time on its own sub-batch: the worker runs each model only on its own
+arm's tickets).
 
 The sensor looks every few minutes and acts on the first significant look, so proportions are
 compared with an anytime-valid test (`lifecycle.sequential`: a one-sided mixture SPRT in each
@@ -35,6 +37,7 @@ from ml import registry
 from triage import db
 from triage.errors import TriageError
 from triage.names import T_DECISIONS, V_LABELLED_DECISIONS, qualified
+from triage.policy import RULE_NO_MODEL, RULE_PII_FAILED
 from triage.schemas import Deployment
 from triage.settings import Settings
 
@@ -62,7 +65,7 @@ SELECT arm, model_version AS version, count(*) AS decisions,
        count(*) FILTER (WHERE {_AGREE.format(p="intent", a="abstained")}) AS agree,
        count(*) FILTER (WHERE overridden) AS overrides,
        count(*) FILTER (WHERE abstained) AS abstained,
-       count(*) FILTER (WHERE intent IS NULL AND challenger IS NOT NULL) AS errors,
+       count(*) FILTER (WHERE intent IS NULL AND rule_id NOT IN (%(rule_pii)s, %(rule_no_model)s)) AS errors,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY inference_ms) AS p95_latency_ms
 FROM d
 WHERE (arm = 'champion' AND model_version = %(champion)s) OR (arm = 'canary' AND model_version = %(challenger)s)
@@ -271,7 +274,8 @@ def arm_stats(url: str, dep: Deployment, end: datetime) -> tuple[ArmStats, ArmSt
 
     ood = registry.taxonomy_of(registry.get(url, dep.name, dep.champion_version)).out_of_scope
     params = {"name": dep.name, "start": _window_start(dep), "end": end, "champion": dep.champion_version,
-              "challenger": dep.challenger_version, "ood": ood}
+              "challenger": dep.challenger_version, "ood": ood,
+              "rule_pii": RULE_PII_FAILED, "rule_no_model": RULE_NO_MODEL}
     with db.connect(url) as conn:
         rows = {r["arm"]: r for r in conn.execute(sql, params).fetchall()}
 

@@ -314,7 +314,8 @@ def create_app(settings: Settings, *, models: ModelManager | None = None, policy
     executor = ThreadPoolExecutor(max_workers=settings.classify_parallelism, thread_name_prefix="classify")
     pipeline = Pipeline(sink=sink, publisher=publisher, models=models, policy=policy, metrics=metrics,
                         max_body_chars=settings.max_body_chars, model_name=settings.model_name, executor=executor,
-                        pii_names=settings.pii_names, seal=dlq_crypto.cipher(settings).encrypt)
+                        pii_names=settings.pii_names, seal=dlq_crypto.cipher(settings).encrypt,
+                        shadow_percent=settings.shadow_sample_percent)
     worker = Worker(app=app, settings=settings, pipeline=pipeline, models=models, policy=policy, metrics=metrics,
                     health=health)
     batch, within = settings.batch_size, settings.batch_within_ms / 1000.0

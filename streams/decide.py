@@ -2,8 +2,12 @@
 
 `classify` is blocking (onnxruntime) and runs in a worker thread; `build_decision` is pure.
 Who acts: the champion, except for the canary's sticky share of ticket ids, where the canary acts.
-`prediction` and `model_version` are always the acting model's; `challenger` holds the other
-model's prediction (the canary's or shadow's, or the champion's for a canary-arm ticket).
+Each model runs only where it is needed, so a canary costs its share of the traffic, not all of it:
+in canary mode the champion classifies the champion arm and the canary its own arm (one model per
+ticket); in shadow mode the champion classifies every ticket and the shadow a sticky sample of them
+(`shadow_percent`, the same hash as the canary share), whose champion/shadow pairs the shadow is
+judged on. `prediction` and `model_version` are always the acting model's; `challenger` holds the
+shadow's prediction where it ran, and is empty in canary mode (each arm is judged on its own tickets).
 """
 
 from __future__ import annotations
@@ -13,40 +17,56 @@ from datetime import UTC, datetime
 
 from streams.models import LoadedModel, ModelSet, in_canary, top3
 from streams.prepare import Prepared
+from triage.labels import Arm
 from triage.policy import Facts, RoutingPolicy, decide
 from triage.schemas import Decision, HeadPrediction, Prediction
 
 
 @dataclass(frozen=True)
 class Classified:
-    champion: Prediction | None
-    challenger: Prediction | None
-    inference_ms: float
-    challenger_ms: float
+    """One ticket's predictions: the acting model's, and the shadow's where the shadow ran on it."""
+
+    acting: Prediction | None
+    shadow: Prediction | None = None
+    arm: Arm = "champion"
+    inference_ms: float = 0.0  # the acting model's time on the (sub-)batch this ticket was in
+    shadow_ms: float = 0.0
 
 
 def _run(model: LoadedModel, texts: list[str]) -> tuple[list[Prediction], float]:
+    if not texts:
+        return [], 0.0
     result = model.classifier.predict(texts)
     preds = [Prediction(model_name=model.name, model_version=model.version, heads=top3(heads))
              for heads in result.predictions]
     return preds, float(result.latency_ms)
 
 
-def classify(models: ModelSet, items: list[Prepared]) -> list[Classified]:
-    """Predictions of the champion and the challenger (if any) for the maskable tickets of a batch."""
+def classify(models: ModelSet, items: list[Prepared], shadow_percent: float = 100.0) -> list[Classified]:
+    """Predictions for the maskable tickets of a batch, each model run only on the tickets it serves."""
+    out = [Classified(None) for _ in items]
     todo = [i for i, p in enumerate(items) if not p.mask_failed]
-    out = [Classified(None, None, 0.0, 0.0) for _ in items]
     if not todo or models.champion is None:
         return out
-    texts = [items[i].text for i in todo]
-    champ, champ_ms = _run(models.champion, texts)
-    chal: list[Prediction | None] = [None] * len(todo)
-    chal_ms = 0.0
-    if models.challenger is not None:
-        chal_preds, chal_ms = _run(models.challenger, texts)
-        chal = list(chal_preds)
-    for j, i in enumerate(todo):
-        out[i] = Classified(champ[j], chal[j], champ_ms, chal_ms)
+    chal = models.challenger
+    canary = [i for i in todo if chal is not None and models.mode == "canary"
+              and in_canary(items[i].ticket.ticket_id, models.percent)]
+    in_canary_arm = set(canary)
+    champion_arm = [i for i in todo if i not in in_canary_arm]
+    champ, champ_ms = _run(models.champion, [items[i].text for i in champion_arm])
+    for i, pred in zip(champion_arm, champ, strict=True):
+        out[i] = Classified(pred, inference_ms=champ_ms)
+    if chal is None:
+        return out
+    if models.mode == "canary":
+        preds, ms = _run(chal, [items[i].text for i in canary])
+        for i, pred in zip(canary, preds, strict=True):
+            out[i] = Classified(pred, arm="canary", inference_ms=ms)
+    else:
+        sampled = [i for i in champion_arm if in_canary(items[i].ticket.ticket_id, shadow_percent)]
+        preds, ms = _run(chal, [items[i].text for i in sampled])
+        for i, pred in zip(sampled, preds, strict=True):
+            out[i] = Classified(out[i].acting, pred, inference_ms=out[i].inference_ms, shadow_ms=ms)
     return out
 
 
@@ -56,12 +76,9 @@ def _head(pred: Prediction | None, head: str) -> HeadPrediction | None:
 
 def build_decision(item: Prepared, result: Classified, models: ModelSet, policy: RoutingPolicy, fallback_model: str,
                    timings: dict[str, float], now: datetime | None = None) -> Decision:
-    """The audited decision for one ticket: acting model, route choice, both predictions, latencies."""
+    """The audited decision for one ticket: acting model, route choice, the shadow's prediction, latencies."""
     ticket = item.ticket
-    acting, other, arm = result.champion, result.challenger, "champion"
-    if (models.mode == "canary" and result.challenger is not None
-            and in_canary(ticket.ticket_id, models.percent)):
-        acting, other, arm = result.challenger, result.champion, "canary"
+    acting = result.acting
     if acting is None:
         champ = models.champion
         acting = Prediction(model_name=champ.name if champ else fallback_model,
@@ -71,15 +88,15 @@ def build_decision(item: Prepared, result: Classified, models: ModelSet, policy:
     choice = decide(policy, facts)
     decided_at = now or datetime.now(UTC)
     latency = dict(timings)
-    latency["inference"] = result.challenger_ms if arm == "canary" else result.inference_ms
-    if other is not None:  # the other model's time on the same batch: what a shadow's latency is judged on
-        latency["challenger_inference"] = result.inference_ms if arm == "canary" else result.challenger_ms
+    latency["inference"] = result.inference_ms
+    if result.shadow is not None:  # the shadow's time on the same tickets: what its latency is judged on
+        latency["challenger_inference"] = result.shadow_ms
     latency["e2e"] = max(0.0, (decided_at - ticket.received_at).total_seconds() * 1000.0)
     return Decision(
         ticket_id=ticket.ticket_id, channel=ticket.channel, route=choice.route, rule_id=choice.rule_id,
         policy_version=policy.version, reason=choice.reason, model_name=acting.model_name,
-        model_version=acting.model_version, arm=arm, prediction=acting,  # type: ignore[arg-type]
-        challenger=other, challenger_mode=models.mode if other is not None else None,
+        model_version=acting.model_version, arm=result.arm, prediction=acting,
+        challenger=result.shadow, challenger_mode=models.mode if result.shadow is not None else None,
         masked_text=item.text, pii_counts=item.pii_counts, latency_ms={k: round(v, 3) for k, v in latency.items()},
         received_at=ticket.received_at, decided_at=decided_at,
     )

@@ -88,7 +88,7 @@ class Pipeline:
     def __init__(self, *, sink: AuditSink, publisher: Publisher, models: ModelManager, policy: PolicyWatcher,
                  metrics: Metrics, max_body_chars: int, model_name: str,
                  executor: ThreadPoolExecutor | None = None, pii_names: bool = True,
-                 seal: Seal = dlq_crypto.encrypt) -> None:
+                 seal: Seal = dlq_crypto.encrypt, shadow_percent: float = 100.0) -> None:
         self.sink = sink
         self.publisher = publisher
         self.models = models
@@ -96,6 +96,7 @@ class Pipeline:
         self.metrics = metrics
         self.max_body_chars = max_body_chars
         self.model_name = model_name
+        self.shadow_percent = shadow_percent  # the sticky share of tickets a shadow model also classifies
         self.masker = partial(safe_mask_many, names=pii_names)
         # Dead letters: text masked like tickets' (in the classify thread: masking runs the name model), bytes
         # encrypted with the DLQ key.
@@ -178,7 +179,8 @@ class Pipeline:
         t3 = time.perf_counter()
         await self.models.ensure_known()
         models = self.models.current
-        results: list[Classified] = await loop.run_in_executor(self.executor, classify, models, work.items) \
+        results: list[Classified] = await loop.run_in_executor(
+            self.executor, classify, models, work.items, self.shadow_percent) \
             if work.items else []
         work.stages["classify"] = _ms(t3)
 

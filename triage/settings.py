@@ -238,6 +238,10 @@ class Settings(BaseModel):
     )
     canary_start_percent: float = Field(5.0, gt=0, le=100, description="Share of tickets a new canary acts for")
     canary_ramp_steps: str = Field(
+    shadow_sample_percent: float = Field(
+        25.0, gt=0, le=100,
+        description="Share of tickets (sticky by ticket id) that a shadow model also classifies: its cost and sample",
+    )
         "", pattern=r"^\s*(\d+(\.\d+)?\s*(,\s*\d+(\.\d+)?\s*)*)?$",
         description="Comma-separated larger shares to ramp through before promotion, e.g. 25,50; empty = none",
     )

@@ -14,6 +14,7 @@ from ml import registry
 from tests.support import fixtures
 from tests.support.lifecycle import MODEL, seed_arms, seed_decisions, settings_for
 from triage import db
+from triage.policy import RULE_PII_FAILED
 from triage.schemas import Deployment
 
 LIMITS = CanaryThresholds(min_feedback=100, alpha=0.05, latency_tolerance=0.1, timeout=timedelta(hours=72))
@@ -126,12 +127,12 @@ T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 
 def _decision(conn, tid: str, *, version: int, arm: str, intent: str | None, abstained: bool = False,
               inference_ms: float = 10.0, route: str = "human_queue", challenger: dict | None = None,
-              mode: str | None = None, at: datetime = T0 + timedelta(minutes=5)) -> None:
+              mode: str | None = None, at: datetime = T0 + timedelta(minutes=5), rule: str = "r") -> None:
     conn.execute(
         "INSERT INTO triage.decisions (ticket_id, channel, route, rule_id, policy_version, model_name, model_version, "
         "arm, intent, urgency, abstained, prediction, challenger, challenger_mode, masked_text, inference_ms, "
-        "received_at, decided_at) VALUES (%s,'chat',%s,'r','v1',%s,%s,%s,%s,'normal',%s,'{}',%s,%s,'text',%s,%s,%s)",
-        (tid, route, MODEL, version, arm, intent, abstained, Jsonb(challenger) if challenger else None, mode,
+        "received_at, decided_at) VALUES (%s,'chat',%s,%s,'v1',%s,%s,%s,%s,'normal',%s,'{}',%s,%s,'text',%s,%s,%s)",
+        (tid, route, rule, MODEL, version, arm, intent, abstained, Jsonb(challenger) if challenger else None, mode,
          inference_ms, at, at))
 
 
@@ -162,15 +163,17 @@ def test_canary_arm_numbers_by_hand(db_url: str) -> None:
         _decision(conn, "B1", version=2, arm="canary", intent="card_arrival", inference_ms=50)
         _feedback(conn, "B1", "correct", "card_declined", n=1)
         _feedback(conn, "B1", "confirm", at=T0 + timedelta(minutes=20), n=2)  # latest wins for agreement
-        _decision(conn, "B2", version=2, arm="canary", intent=None, challenger={"heads": {}})  # canary error
+        _decision(conn, "B2", version=2, arm="canary", intent=None)  # canary error: classified, no intent
+        # Withheld by the PII gate (never classified): no intent, and not the model's error.
+        _decision(conn, "A6", version=1, arm="champion", intent=None, rule=RULE_PII_FAILED, inference_ms=10)
         _decision(conn, "B3", version=2, arm="canary", intent="card_arrival",
                   at=T0 - timedelta(minutes=1))  # before the deployment
         _decision(conn, "B4", version=3, arm="canary", intent="card_arrival")  # another version
         conn.commit()
     champ, chal = canary.arm_stats(db_url, _dep("canary"), T0 + timedelta(hours=1))
     assert (champ.decisions, champ.labelled, champ.judged, champ.agree, champ.overrides, champ.abstained) == (
-        5, 4, 3, 2, 2, 1)
-    assert champ.errors == 0 and champ.p95_latency_ms == pytest.approx(38.0)  # percentile_cont over 10,20,30,40,10
+        6, 4, 3, 2, 2, 1)
+    assert champ.errors == 0 and champ.p95_latency_ms == pytest.approx(37.5)  # percentile_cont over 10,20,30,40,10,10
     assert (chal.decisions, chal.labelled, chal.judged, chal.agree, chal.overrides, chal.errors) == (2, 1, 1, 1, 1, 1)
     assert chal.version == 2 and chal.error_rate == 0.5
 

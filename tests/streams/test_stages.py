@@ -6,17 +6,18 @@ import json
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.simulator import MALFORMED, TicketGenerator
-from streams.decide import Classified, build_decision
+from streams.decide import Classified, build_decision, classify
 from streams.ingest import MAX_ORIGINAL_CHARS, Source, dead_letter, decode_feedback, decode_ticket, reason_kind
 from streams.models import LoadedModel, ModelSet, in_canary
 from streams.normalise import normalise
-from streams.prepare import WITHHELD, prepare
+from streams.prepare import WITHHELD, Prepared, prepare
 from triage.dlq_crypto import DlqCipher
 from triage.policy import bind, load_policy
 from triage.schemas import DeadLetter, Feedback, HeadPrediction, LabelScore, Prediction, Ticket
@@ -209,28 +210,79 @@ class _Never:
         raise AssertionError("not called")
 
 
-def test_build_decision_canary_arm_acts_and_keeps_the_other_prediction() -> None:
+class _Recording:
+    """A predictor that answers `intent` for every text and keeps the texts it was given."""
+
+    heads: dict[str, list[str]] = {"intent": ["card_arrival", "complaint"], "urgency": ["normal"]}
+
+    def __init__(self, intent: str) -> None:
+        self.intent = intent
+        self.seen: list[str] = []
+
+    def predict(self, texts: list[str]) -> object:
+        self.seen.extend(texts)
+        pred = _pred(0, self.intent, 0.99)
+        return SimpleNamespace(predictions=[pred.heads for _ in texts], latency_ms=float(len(texts)))
+
+
+def _items(n: int) -> list[Prepared]:
+    return [prepare(Ticket.model_validate(_ticket(ticket_id=f"T-{i}", body=f"ticket number {i}"))) for i in range(n)]
+
+
+def test_a_canary_runs_only_on_its_sticky_share_and_the_champion_on_the_rest() -> None:
+    champ, canary = _Recording("card_arrival"), _Recording("complaint")
+    models = ModelSet(champion=LoadedModel("m", 1, champ), challenger=LoadedModel("m", 2, canary),
+                      mode="canary", percent=10.0)
+    items = _items(400)
+    first = classify(models, items)
+    again = classify(models, list(reversed(items)))  # another batch order: the same arms
+    want = {p.ticket.ticket_id for p in items if in_canary(p.ticket.ticket_id, 10.0)}
+    assert 20 < len(want) < 60
+    arms = {p.ticket.ticket_id: c.arm for p, c in zip(items, first, strict=True)}
+    assert {t for t, a in arms.items() if a == "canary"} == want
+    assert arms == {p.ticket.ticket_id: c.arm for p, c in zip(reversed(items), again, strict=True)}
+    # Each model classified its own arm only (twice: two batches), so the canary cost its share.
+    assert len(canary.seen) == 2 * len(want) and len(champ.seen) == 2 * (400 - len(want))
+    assert all(c.shadow is None and c.acting is not None for c in first)
+    assert all((c.acting.heads["intent"].label == "complaint") == (c.arm == "canary") for c in first if c.acting)
+
+
+def test_a_shadow_classifies_a_sticky_sample_beside_the_acting_champion() -> None:
+    champ, shadow = _Recording("card_arrival"), _Recording("complaint")
+    models = ModelSet(champion=LoadedModel("m", 1, champ), challenger=LoadedModel("m", 2, shadow), mode="shadow")
+    items = _items(400)
+    out = classify(models, items, shadow_percent=25.0)
+    sampled = {p.ticket.ticket_id for p, c in zip(items, out, strict=True) if c.shadow is not None}
+    assert sampled == {p.ticket.ticket_id for p in items if in_canary(p.ticket.ticket_id, 25.0)}
+    assert len(shadow.seen) == len(sampled) and len(champ.seen) == 400 and 70 < len(sampled) < 130
+    assert all(c.arm == "champion" and c.acting is not None for c in out)
+    d = build_decision(items[0], out[0], models, POLICY, "m", {})
+    assert (d.challenger is not None) == (items[0].ticket.ticket_id in sampled)
+
+
+def test_build_decision_canary_arm_acts_alone() -> None:
     champ, canary = LoadedModel("m", 1, _Never()), LoadedModel("m", 2, _Never())
     models = ModelSet(champion=champ, challenger=canary, mode="canary", percent=100.0)
     t = Ticket.model_validate(_ticket(received_at=(datetime.now(UTC) - timedelta(milliseconds=50)).isoformat()))
     item = prepare(t)
-    d = build_decision(item, Classified(_pred(1, "card_arrival", 0.99), _pred(2, "complaint", 0.99), 3.0, 4.0),
+    d = build_decision(item, Classified(_pred(2, "complaint", 0.99), arm="canary", inference_ms=4.0),
                        models, POLICY, "m", {"decode": 0.1})
-    assert (d.arm, d.model_version, d.challenger_mode) == ("canary", 2, "canary")
-    assert d.challenger is not None and d.challenger.model_version == 1
+    assert (d.arm, d.model_version, d.challenger, d.challenger_mode) == ("canary", 2, None, None)
     assert d.route == "human_queue" and d.rule_id == "denied-to-human"  # complaint is on the deny list
     assert d.latency_ms["inference"] == 4.0 and d.latency_ms["e2e"] >= 50
+    assert "challenger_inference" not in d.latency_ms
     assert d.policy_version == POLICY.version
 
     shadow = ModelSet(champion=champ, challenger=canary, mode="shadow", percent=0.0)
-    d2 = build_decision(item, Classified(_pred(1, "card_arrival", 0.99, "low"), _pred(2, "complaint", 0.99), 3.0,
-                                         4.0), shadow, POLICY, "m", {})
+    d2 = build_decision(item, Classified(_pred(1, "card_arrival", 0.99, "low"), _pred(2, "complaint", 0.99),
+                                         inference_ms=3.0, shadow_ms=4.0), shadow, POLICY, "m", {})
     assert (d2.arm, d2.model_version, d2.route, d2.challenger_mode) == ("champion", 1, "auto_resolve", "shadow")
+    assert d2.challenger is not None and d2.latency_ms["challenger_inference"] == 4.0
 
 
 def test_build_decision_without_a_model_goes_to_a_person() -> None:
     item = prepare(Ticket.model_validate(_ticket()))
-    d = build_decision(item, Classified(None, None, 0.0, 0.0), ModelSet(champion=None), POLICY, "m", {})
+    d = build_decision(item, Classified(None), ModelSet(champion=None), POLICY, "m", {})
     assert (d.route, d.rule_id, d.model_version) == ("human_queue", "builtin:no-model", 0)
 
 
