@@ -15,7 +15,15 @@ import pandas as pd
 
 from triage.errors import TriageError
 from triage.names import T_DECISIONS, T_FEEDBACK, T_TICKETS, qualified
-from triage.taxonomy import DEFAULT_URGENCIES, IntentSpec, Taxonomy, TaxonomyError, describe_labels, load_taxonomy
+from triage.taxonomy import (
+    DEFAULT_OOD_LABEL,
+    DEFAULT_URGENCIES,
+    IntentSpec,
+    Taxonomy,
+    TaxonomyError,
+    describe_labels,
+    load_taxonomy,
+)
 
 
 class DataError(TriageError, ValueError):
@@ -220,17 +228,23 @@ def fit_taxonomy(ds: Dataset, *, explicit: Path | None, workspace: Path | None,
             candidate = load_taxonomy(workspace)
         except TaxonomyError:
             candidate = None
-        if candidate is not None and all(
-            head in candidate.heads and set(ds.heads[head]) <= set(candidate.heads[head])
-            for head in ("intent", "urgency") if head in ds.heads
+        named = [h for h in ("intent", "urgency") if h in ds.heads]  # data with other heads only: not the workspace's
+        if candidate is not None and named and all(
+            head in candidate.heads and set(ds.heads[head]) <= set(candidate.heads[head]) for head in named
         ):
             base, source = candidate, str(workspace)
     if base is None:
+        ood = ood_label or DEFAULT_OOD_LABEL
+        # The intents are the out-of-scope head's labels: `intent`, else the first head (e.g. Banking77's `category`).
+        first = ds.heads.get("intent") or next((v for h, v in ds.heads.items() if h != "urgency"), [])
+        if ood in first:
+            raise DataError(f"intent label {ood!r} of the data is the out-of-scope label, not an intent: pass "
+                            f"--ood-label {ood} so that its rows train abstention, or rename or drop those rows")
         urg = ds.heads.get("urgency", [])
         if set(urg) <= set(DEFAULT_URGENCIES):
             urg = [u for u in DEFAULT_URGENCIES if u in urg]
-        base = Taxonomy(name=name, intents={i: IntentSpec() for i in sorted(ds.heads.get("intent", []))},
-                        urgencies=list(urg), out_of_scope=ood_label or "out_of_scope")
+        base = Taxonomy(name=name, intents={i: IntentSpec() for i in sorted(first)},
+                        urgencies=list(urg), out_of_scope=ood)
         source = "derived from the data's labels"
     heads = dict(ds.heads)
     for head, labels in base.heads.items():

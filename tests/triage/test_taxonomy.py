@@ -86,6 +86,25 @@ def test_an_explicit_taxonomy_refuses_labels_it_does_not_know() -> None:
         fit_taxonomy(_ds(["age_limit", "card_arrival"]), explicit=BANK_WORKSPACE / TAXONOMY_FILE, workspace=None)
 
 
+def test_data_with_another_head_gets_its_own_taxonomy_not_the_workspace_one() -> None:
+    """Banking77's one column is `category`: its 77 labels are the model's intents, not the bank's 18."""
+    ds = Dataset(texts=["a", "b", "c"], labels={"category": ["age_limit", "card_arrival", "age_limit"]},
+                 heads={"category": ["age_limit", "card_arrival"]}, ood=[False] * 3)
+    tax, out, source = fit_taxonomy(ds, explicit=None, workspace=BANK_WORKSPACE / TAXONOMY_FILE, name="b77")
+    assert (tax.name, tax.intent_names) == ("b77", ("age_limit", "card_arrival"))
+    assert source == "derived from the data's labels"
+    assert out.heads == ds.heads
+
+
+def test_data_naming_the_out_of_scope_label_as_an_intent_says_which_flag_to_pass() -> None:
+    ds = _ds(["out_of_scope", "refund_not_showing_up", "age_limit"])
+    with pytest.raises(DataError, match=r"'out_of_scope' .* is the out-of-scope label.*--ood-label out_of_scope"):
+        fit_taxonomy(ds, explicit=None, workspace=None)
+    tax, _, _ = fit_taxonomy(_ds(["refund_not_showing_up", "age_limit"]), explicit=None, workspace=None,
+                             ood_label="none_of_these")
+    assert tax.out_of_scope == "none_of_these"
+
+
 def test_labels_as_teams_spell_them_are_valid() -> None:
     """Banking77 names one intent 'reverted_card_payment?'; help-desk exports use spaces ('Card arrival')."""
     t = parse_taxonomy("name: b77\nintents:\n  reverted_card_payment?:\n  Card arrival:\n", "t.yaml")
