@@ -9,12 +9,16 @@ drift event's time for a drift-triggered run), never the clock, so a re-run sees
 1. `quality_gate`: the Great Expectations gate (`monitoring.quality`) on the labels and decisions since
    the champion's labels ended. A critical failure fails the run, naming the expectation and rows (also in
    `triage.quality_results` and the data docs); fix or remove those rows, then clear the task to re-run.
-2. `build_training_set`: base data plus the new labels (corrections repeated
-   `TRIAGE_RETRAIN_CORRECTION_WEIGHT` times); the newest `TRIAGE_RETRAIN_HOLDOUT_FRACTION` of labels is
-   held out as the recent slice. Fewer than `TRIAGE_RETRAIN_MIN_NEW_LABELS`: skipped, with the counts.
-3. `fine_tune`: the champion's recipe, warm-started from its weights; exports ONNX fp32 + int8.
+2. `build_training_set`: the champion's full base data (stored with it, or `TRIAGE_RETRAIN_BASE_DATA`;
+   refused unless its fingerprint is the one the champion recorded) plus the new labels (corrections
+   repeated `TRIAGE_RETRAIN_CORRECTION_WEIGHT` times); the newest `TRIAGE_RETRAIN_HOLDOUT_FRACTION` of
+   labels is held out as the recent slice, and the hash-chosen holdout of the base data, which no model
+   has trained on, as the fixed holdout. Fewer than `TRIAGE_RETRAIN_MIN_NEW_LABELS`: skipped, with the counts.
+3. `fine_tune`: the champion's recipe, warm-started from the whole champion (encoder and heads); exports
+   ONNX fp32 + int8.
 4. `evaluate`: candidate and champion, served as in production, on the fixed holdout and the recent
-   slice; the verdict with every number is in the log and in `comparison.json` in the work folder.
+   slice; the verdict with every number (per-class F1 before and after included) is in the log and in
+   `comparison.json` in the work folder, and becomes the candidate's retrain record in the registry.
 5. `register_candidate`: registers a candidate that beats the champion by `TRIAGE_RETRAIN_PROMOTION_MARGIN`
    with no class regressing beyond `TRIAGE_RETRAIN_MAX_CLASS_REGRESSION`, and updates the
    `triage_candidate_registered` Asset, which starts `canary_promotion`. Otherwise skipped with the reason.
@@ -104,13 +108,12 @@ def retrain_classifier() -> None:
 
     @task
     def evaluate(work_dir: str, candidate_dir: str) -> dict[str, Any]:
-        from lifecycle.retrain import RetrainConfig, evaluate_pair, load_training_set
+        from lifecycle.retrain import RECORD_KEYS, RetrainConfig, evaluate_pair, load_training_set
 
         settings = get_settings()
         result = evaluate_pair(settings, RetrainConfig.from_settings(settings), load_training_set(Path(work_dir)),
                                Path(candidate_dir))
-        return {k: result[k] for k in ("better", "summary", "reasons", "scores", "class_regressions",
-                                       "champion_version", "labels_since", "labels_until", "trained_until", "counts")}
+        return {k: result[k] for k in ("better", "reasons", *RECORD_KEYS)}
 
     @task(outlets=[CANDIDATE_ASSET])
     def register_candidate(work_dir: str, candidate_dir: str, comparison: dict[str, Any], *,

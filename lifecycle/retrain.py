@@ -5,12 +5,16 @@ The stages the `retrain_classifier` DAG runs, one function each:
 1. `build_training_set`: production labels since the champion's labels ended (each ticket's latest
    feedback; a confirmation keeps the decision's labels; the text is the masked text the model
    classified). The newest share is held out as the *recent slice* (the next retrain trains on it);
-   the rest joins the base data, corrected labels repeated `correction_weight` times (the training
-   loop has no sample weights; the repeats can land in its validation split, which only makes early
-   stopping and calibration slightly optimistic). A fixed, hash-chosen 10 % of the base data is the
-   *fixed holdout* that retraining never trains on (the champion may have: the bias favours it).
-   Too few new labels: `SkipRetrain` with the counts.
-2. `fine_tune`: the champion's own recipe (training_args.json), warm-started from its weights.
+   the rest joins the champion's full *base data* (every row it was made from, stored with it and
+   checked against the fingerprint it recorded: `ml.base_data`), corrected labels repeated
+   `correction_weight` times (the training loop has no sample weights; the repeats can land in its
+   validation split, which only makes early stopping and calibration slightly optimistic). The
+   hash-chosen holdout of the base data (`ml.base_data.in_holdout`, the champion's `holdout_percent`)
+   is the *fixed holdout*: the first training left it out and so does every retrain, new labels whose
+   text falls in it included, so no model has trained on it. The candidate's base data is the
+   champion's plus the new training labels, once each. Too few new labels: `SkipRetrain` with the counts.
+2. `fine_tune`: the champion's own recipe (training_args.json), warm-started from the whole champion
+   (encoder, tokenizer and heads; a label new to the taxonomy starts fresh).
 3. `compare`: candidate and champion served as production serves them (ONNX int8) on the fixed
    holdout and the recent slice; the candidate qualifies only with a macro-F1 gain of at least
    `margin` on the recent slice, no loss beyond `margin` on the fixed holdout, and no class whose
@@ -22,7 +26,6 @@ Every stage takes explicit time bounds (the DAG run's data interval), never the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -36,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from ml import layout
+from ml.base_data import in_holdout, write_frame
 from triage import db
 from triage.errors import TriageError
 from triage.labels import LABEL_HEADS as HEADS
@@ -47,9 +51,8 @@ Say = Callable[[str], None]
 
 # A class needs this many rows in an evaluation set before its F1 change can block a candidate.
 MIN_CLASS_SUPPORT = 10
-# Share of the base data (chosen by a hash of the text, so stable across runs) kept out as the fixed holdout.
-FIXED_HOLDOUT_PERCENT = 10
 TRAIN_FILE = "train.csv"
+CANDIDATE_BASE_FILE = "candidate_base_data.csv.gz"  # the champion's base data plus the new training labels
 FIXED_FILE = "fixed_holdout.csv"
 RECENT_FILE = "recent.csv"
 LABELS_FILE = "new_labels.csv"  # every new label with its split and whether it is a correction (for audit)
@@ -111,6 +114,8 @@ class TrainingSet:
     # Labels before this were trained on; the held-out recent slice starts here, so the next retrain uses it.
     trained_until: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    # The champion's base data: where it was read, its fingerprint and rows, its holdout's (`ml.base_data`).
+    base_data: dict[str, Any] = field(default_factory=dict)
 
     def path(self, name: str) -> Path:
         return Path(self.work_dir) / name
@@ -174,23 +179,41 @@ def weight_corrections(frame: pd.DataFrame, weight: float, seed: int) -> pd.Data
     return frame.loc[frame.index.repeat(repeats)].reset_index(drop=True)
 
 
-def in_fixed_holdout(text: str) -> bool:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 100 < FIXED_HOLDOUT_PERCENT
+def recipe(model_dir: Path) -> dict[str, Any]:
+    """How the model in `model_dir` was made (its training_args.json; empty for a folder without one)."""
+    return layout.read_json(model_dir, layout.TRAINING_ARGS) if (model_dir / layout.TRAINING_ARGS).is_file() else {}
 
 
-def base_data(cfg: RetrainConfig, champion_dir: Path) -> pd.DataFrame:
-    """The base training data: `cfg.base_data`, else the training sample stored with the champion."""
-    from ml.data import read_frame
+def base_data(cfg: RetrainConfig, champion_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The champion's full base data (text + label columns, every row it was made from) and what identifies it:
+    `cfg.base_data`, else the copy stored with the champion, checked against the fingerprint the champion
+    recorded. RetrainError, naming the fix, when it is missing or is other data."""
+    from ml import base_data as stored
+    from ml.data import DataError
 
-    path = cfg.base_data or champion_dir / layout.REFERENCE
-    if not Path(path).is_file():
-        raise RetrainError(f"no base training data: {path} is missing; set TRIAGE_RETRAIN_BASE_DATA to a CSV "
-                           "with text, intent and urgency columns")
-    frame = read_frame(Path(path))
-    missing = [c for c in ("text", *HEADS) if c not in frame.columns]
-    if missing:
-        raise RetrainError(f"base data {path} lacks column(s) {', '.join(missing)}; it needs text, intent, urgency")
-    return frame[["text", *HEADS]].dropna(subset=["text"]).reset_index(drop=True)
+    made = recipe(champion_dir)
+    expected = str(made.get("base_fingerprint") or "")
+    if not expected:
+        raise RetrainError(f"the champion in {champion_dir} records no base data (trained before models kept theirs "
+                           f"in {layout.BASE_DATA}), so a retrain cannot start from every row it was made from: "
+                           "train a champion with `triage train` and promote it")
+    path = Path(cfg.base_data or champion_dir / layout.BASE_DATA)
+    fix = ("set TRIAGE_RETRAIN_BASE_DATA to a copy of the champion's base data, or unset it to use the copy "
+           f"in {champion_dir}" if cfg.base_data else
+           f"re-register the champion's folder with its {layout.BASE_DATA}, or set TRIAGE_RETRAIN_BASE_DATA to a "
+           "copy of it")
+    if not path.is_file():
+        raise RetrainError(f"the champion's base data {path} is missing (fingerprint {expected[:16]}): {fix}")
+    try:
+        frame, ds = stored.read(path, label_cols=list(made.get("label_cols") or HEADS),
+                                ood_label=made.get("ood_label"))
+    except DataError as exc:
+        raise RetrainError(f"base data {path} cannot be read as the champion's ({exc}): {fix}") from None
+    if ds.fingerprint() != expected:
+        raise RetrainError(f"base data {path} has fingerprint {ds.fingerprint()[:16]}, the champion was trained on "
+                           f"{expected[:16]}: {fix}")
+    info = {"source": str(path), **stored.describe(ds, int(made.get("holdout_percent", 0)))}
+    return frame.reindex(columns=["text", *HEADS]), info
 
 
 def build_training_set(settings: Settings, cfg: RetrainConfig, *, until: datetime, work_dir: Path,
@@ -205,28 +228,36 @@ def build_training_set(settings: Settings, cfg: RetrainConfig, *, until: datetim
         raise SkipRetrain(f"too few new labels: {len(labels)} since {since.isoformat()} (champion v{champ.version}), "
                           f"{cfg.min_new_labels} needed (TRIAGE_RETRAIN_MIN_NEW_LABELS)")
     new_train, recent = split_recent(labels, cfg.holdout_fraction)
-    weighted = weight_corrections(new_train, cfg.correction_weight, cfg.seed)
-    base = base_data(cfg, registry.verified_path(champ))
-    fixed_mask = base["text"].map(in_fixed_holdout)
+    base, base_info = base_data(cfg, registry.verified_path(champ))
+    percent = int(base_info["holdout_percent"])
+    fixed_mask = base["text"].map(lambda t: in_holdout(str(t), percent))
     fixed, base_train = base[fixed_mask], base[~fixed_mask]
+    new_held = new_train["text"].map(lambda t: in_holdout(str(t), percent))
+    trainable = new_train[~new_held].reset_index(drop=True)
+    weighted = weight_corrections(trainable, cfg.correction_weight, cfg.seed)
     train = pd.concat([base_train, weighted[["text", *HEADS]]], ignore_index=True)
+    candidate_base = pd.concat([base, new_train[["text", *HEADS]]], ignore_index=True)
     if work_dir.exists():
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True)
     train.to_csv(work_dir / TRAIN_FILE, index=False)
+    write_frame(candidate_base, work_dir / CANDIDATE_BASE_FILE)
     fixed.to_csv(work_dir / FIXED_FILE, index=False)
     recent[["ticket_id", "created_at", "text", *HEADS]].to_csv(work_dir / RECENT_FILE, index=False)
-    audit = labels[["ticket_id", "created_at", "kind", *HEADS]].assign(
-        correction=is_correction(labels), split=["train"] * len(new_train) + ["recent"] * len(recent))
+    split_names = ["holdout" if held else "train" for held in new_held] + ["recent"] * len(recent)
+    audit = labels[["ticket_id", "created_at", "kind", *HEADS]].assign(correction=is_correction(labels),
+                                                                      split=split_names)
     audit.to_csv(work_dir / LABELS_FILE, index=False)
-    corrections = int(is_correction(new_train).sum())
+    corrections = int(is_correction(trainable).sum())
     ts = TrainingSet(
         work_dir=str(work_dir), champion_version=champ.version, since=since.isoformat(), until=until.isoformat(),
         trained_until=pd.Timestamp(recent["created_at"].min()).isoformat(),
-        counts={"new_labels": len(labels), "new_train": len(new_train), "corrections": corrections,
-                "confirmations": len(new_train) - corrections, "weighted_new_rows": len(weighted),
-                "base_train": len(base_train), "train_rows": len(train), "fixed_holdout": len(fixed),
-                "recent_slice": len(recent)},
+        counts={"new_labels": len(labels), "new_train": len(new_train), "new_in_holdout": int(new_held.sum()),
+                "corrections": corrections, "confirmations": len(trainable) - corrections,
+                "weighted_new_rows": len(weighted), "base_rows": len(base), "base_train": len(base_train),
+                "train_rows": len(train), "fixed_holdout": len(fixed), "recent_slice": len(recent),
+                "candidate_base_rows": len(candidate_base)},
+        base_data=base_info,
     )
     layout.write_json(work_dir, SUMMARY_FILE, asdict(ts))
     say(f"training set for {name} (champion v{champ.version}, labels {ts.since} .. {ts.until}): "
@@ -239,23 +270,26 @@ def load_training_set(work_dir: Path) -> TrainingSet:
 
 
 def fine_tune(settings: Settings, cfg: RetrainConfig, ts: TrainingSet, *, say: Say = print) -> Path:
-    """Fine-tune the champion (its recipe, warm-started from its weights) on the training set; returns the folder."""
+    """Fine-tune the champion (its recipe, warm-started from the whole model) on the training set; the candidate
+    stores the champion's base data plus the new labels as its own. Returns the candidate's folder."""
     from ml import registry
     from ml.data import load_file
     from ml.train import TrainingArgs, train
 
     champ = registry.get(settings.db_url(), settings.model_name, ts.champion_version)
     champ_dir = registry.verified_path(champ)
-    recipe = layout.read_json(champ_dir, layout.TRAINING_ARGS) if (champ_dir / layout.TRAINING_ARGS).is_file() else {}
-    keep = ("label_cols", "ood_label", "target_ood_recall", "batch_size", "lr_encoder", "lr_heads", "weight_decay",
-            "warmup_ratio", "dropout", "max_length", "val_fraction", "reference_rows")
+    made = recipe(champ_dir)
+    keep = ("label_cols", "ood_label", "target_ood_recall", "abstention", "batch_size", "lr_encoder", "lr_heads",
+            "weight_decay", "warmup_ratio", "dropout", "max_length", "val_fraction", "holdout_percent",
+            "reference_rows")
     out = ts.path("candidate")
     if out.exists():
         shutil.rmtree(out)
     args = TrainingArgs(
-        output_dir=str(out), data=str(ts.path(TRAIN_FILE)), base=str(champ_dir), epochs=cfg.epochs,
-        patience=cfg.epochs, time_budget_s=cfg.time_budget_s, seed=cfg.seed, threads=cfg.threads, progress=False,
-        export=True, **{k: recipe[k] for k in keep if k in recipe},
+        output_dir=str(out), data=str(ts.path(TRAIN_FILE)), base=str(champ_dir), init_from=str(champ_dir),
+        base_data=str(ts.path(CANDIDATE_BASE_FILE)), epochs=cfg.epochs, patience=cfg.epochs,
+        time_budget_s=cfg.time_budget_s, seed=cfg.seed, threads=cfg.threads, progress=False, export=True,
+        **{k: made[k] for k in keep if k in made},
     )
     taxonomy = registry.taxonomy_of(champ)
     args.label_cols = [c for c in args.label_cols if c in HEADS] or list(HEADS)
@@ -326,16 +360,19 @@ def compare(candidate: dict[str, dict[str, Any]], champion: dict[str, dict[str, 
         reasons.append(f"macro-F1 on the fixed holdout drops by {-fixed_gain:.4f} (more than the margin "
                        f"{cfg.margin:.4f})")
     regressions: list[dict[str, Any]] = []
+    per_class: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}  # split -> head -> class -> before / after
     for split in ("fixed_holdout", "recent"):
         for head, champ_head in champion.get(split, {}).items():
             cand_head = candidate.get(split, {}).get(head)
             if cand_head is None:
                 continue
+            table = per_class.setdefault(split, {}).setdefault(head, {})
             for cls, before in champ_head["per_class_f1"].items():
-                if champ_head["support"].get(cls, 0) < MIN_CLASS_SUPPORT:
-                    continue
                 after = cand_head["per_class_f1"].get(cls, 0.0)
-                if before - after > cfg.max_class_regression:
+                support = champ_head["support"].get(cls, 0)
+                table[cls] = {"support": support, "champion_f1": round(before, 4), "candidate_f1": round(after, 4),
+                              "change": round(after - before, 4)}
+                if support >= MIN_CLASS_SUPPORT and before - after > cfg.max_class_regression:
                     regressions.append({"split": split, "head": head, "class": cls, "champion_f1": round(before, 4),
                                         "candidate_f1": round(after, 4)})
     if regressions:
@@ -348,7 +385,8 @@ def compare(candidate: dict[str, dict[str, Any]], champion: dict[str, dict[str, 
                f"macro-F1 (margin {cfg.margin:.4f}), no class regresses beyond {cfg.max_class_regression:.4f}"
                if better else "candidate not registered: " + "; ".join(reasons))
     return {"better": better, "summary": summary, "reasons": reasons, "scores": numbers,
-            "class_regressions": regressions, "margin": cfg.margin, "max_class_regression": cfg.max_class_regression}
+            "class_regressions": regressions, "per_class": per_class, "min_class_support": MIN_CLASS_SUPPORT,
+            "margin": cfg.margin, "max_class_regression": cfg.max_class_regression}
 
 
 def evaluate_pair(settings: Settings, cfg: RetrainConfig, ts: TrainingSet, candidate_dir: Path,
@@ -365,11 +403,16 @@ def evaluate_pair(settings: Settings, cfg: RetrainConfig, ts: TrainingSet, candi
     champ_eval = {k: evaluate(champ_dir, f, threads) for k, f in sets.items()}
     result = compare(cand_eval, champ_eval, cfg)
     result.update({"champion_version": champ.version, "labels_since": ts.since, "labels_until": ts.until,
-                   "trained_until": ts.trained_until,
-                   "counts": ts.counts, "candidate_eval": cand_eval, "champion_eval": champ_eval})
+                   "trained_until": ts.trained_until, "counts": ts.counts, "base_data": ts.base_data,
+                   "candidate_eval": cand_eval, "champion_eval": champ_eval})
     (ts.path("comparison.json")).write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     say(result["summary"])
     return result
+
+
+# What the registered candidate's metrics keep of the comparison: its retrain record.
+RECORD_KEYS = ("champion_version", "labels_since", "labels_until", "trained_until", "counts", "base_data", "scores",
+               "class_regressions", "per_class", "max_class_regression", "min_class_support", "summary")
 
 
 def register_candidate(settings: Settings, ts: TrainingSet, candidate_dir: Path, comparison: dict[str, Any], *,
@@ -386,9 +429,7 @@ def register_candidate(settings: Settings, ts: TrainingSet, candidate_dir: Path,
         raise SkipRetrain(f"the champion changed during this run (compared with v{ts.champion_version}, now {now}); "
                           "the next run compares with the new champion")
     metrics = layout.read_json(candidate_dir, layout.METRICS)
-    metrics["retrain"] = {k: comparison[k] for k in ("champion_version", "labels_since", "labels_until",
-                                                      "trained_until", "counts",
-                                                      "scores", "class_regressions", "summary")}
+    metrics["retrain"] = {k: comparison[k] for k in RECORD_KEYS}
     return registry.register(url, candidate_dir, name=name, status="candidate", changed_by=changed_by,
                              reason=comparison["summary"], metrics=metrics, models_dir=settings.models_dir)
 

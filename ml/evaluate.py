@@ -16,7 +16,8 @@ from ml.serving import Classifier, softmax
 def evaluate(model_dir: Path, ds: Dataset, *, int8: bool = True, threads: int = 2,
              batch_size: int = 32) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class F1 and ECE per head; with out-of-scope rows, in-scope accuracy
-    and out-of-scope recall at the model's threshold; throughput of the model on this data."""
+    and out-of-scope recall as the model abstains when served (`Classifier.abstained`); throughput of
+    the model on this data."""
     from sklearn.metrics import f1_score
 
     clf = Classifier.load(model_dir, threads=threads, int8=int8)
@@ -26,9 +27,14 @@ def evaluate(model_dir: Path, ds: Dataset, *, int8: bool = True, threads: int = 
                         f"({', '.join(clf.heads)}); pass --label-col with one of them")
     start = time.perf_counter()
     logits: dict[str, list[np.ndarray[Any, Any]]] = {h: [] for h in clf.heads}
+    features: list[np.ndarray[Any, Any]] = []
     for i in range(0, len(ds), batch_size):
-        for h, lg in clf.logits(ds.texts[i : i + batch_size]).items():
+        batch, feats = clf.run(ds.texts[i : i + batch_size], features=clf.scorer is not None)
+        for h, lg in batch.items():
             logits[h].append(lg)
+        if feats is not None:
+            features.append(feats)
+    distances = clf.scorer.score(np.concatenate(features)) if clf.scorer is not None and features else None
     seconds = time.perf_counter() - start
     result: dict[str, Any] = {"model": str(model_dir), "rows": len(ds), "onnx": "int8" if int8 else "fp32",
                               "throughput_texts_per_s": round(len(ds) / seconds, 1) if seconds else None,
@@ -56,11 +62,12 @@ def evaluate(model_dir: Path, ds: Dataset, *, int8: bool = True, threads: int = 
             "ece": ece(probs[keep], y[keep]),
             "ece_uncalibrated": ece(softmax(lg)[keep], y[keep]),
         }
-        threshold = clf.thresholds.get(head)
         if is_ood.any() and not ds.labels[head][int(np.argmax(is_ood))]:
-            conf = probs.max(1)
-            answered = conf >= threshold if threshold is not None else np.ones(len(conf), dtype=bool)
-            r["threshold"] = threshold
+            answered = ~clf.abstained(head, probs.max(1), distances)
+            by_distance = clf.scorer is not None and clf.scorer.head == head
+            r["abstention"] = "mahalanobis" if by_distance else "softmax"
+            r["threshold"] = clf.scorer.threshold if clf.scorer is not None and by_distance else \
+                clf.thresholds.get(head)
             r["in_scope_accuracy"] = float(((pred == y) & answered)[keep].mean()) if keep.any() else None
             r["ood_recall"] = float((~answered)[is_ood].mean())
             r["ood_rows"] = int(is_ood.sum())

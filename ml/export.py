@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ml import layout
-from ml.modeling import MultiHeadClassifier
+from ml.modeling import MultiHeadClassifier, WithFeatures
+from ml.ood import FEATURES_OUTPUT
 from triage.errors import TriageError
 
 OPSET = 17
@@ -30,7 +31,8 @@ class ParityError(TriageError, RuntimeError):
 
 
 def export_onnx(model: MultiHeadClassifier, out_dir: Path, *, quantize: bool = True) -> dict[str, Path]:
-    """Write model.onnx (and model.int8.onnx) into `out_dir`; returns the paths written.
+    """Write model.onnx (and model.int8.onnx) into `out_dir`: logits per head and the pooled features
+    (`ml.ood`'s input); returns the paths written.
 
     The encoder is traced with eager attention so that onnxruntime's BERT optimizer can fuse
     attention, embedding and layer-norm subgraphs (about 2x faster on CPU); a non-BERT encoder
@@ -44,7 +46,7 @@ def export_onnx(model: MultiHeadClassifier, out_dir: Path, *, quantize: bool = T
     ids = torch.ones((2, 8), dtype=torch.long)
     mask = torch.ones((2, 8), dtype=torch.long)
     mask[1, 5:] = 0
-    outputs = [f"logits_{h}" for h in model.head_names]
+    outputs = [f"logits_{h}" for h in model.head_names] + [FEATURES_OUTPUT]
     axes: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
     axes.update({o: {0: "batch"} for o in outputs})
     fp32 = out_dir / layout.ONNX_FP32
@@ -55,7 +57,7 @@ def export_onnx(model: MultiHeadClassifier, out_dir: Path, *, quantize: bool = T
             warnings.simplefilter("ignore")
             with torch.no_grad():
                 torch.onnx.export(
-                    model, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"],
+                    WithFeatures(model), (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"],
                     output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False,
                 )
     finally:
@@ -101,7 +103,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(src), load_external_data=False).graph
-    heads = [n.name for n in graph.node if n.name.startswith("/heads/")]
+    heads = [n.name for n in graph.node if "/heads/" in n.name]
     with _quiet_logging():
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=heads,
                          per_channel=True, reduce_range=True,

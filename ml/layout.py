@@ -24,6 +24,7 @@ TRAINING_ARGS = "training_args.json"
 SERVING = "serving.json"
 HEADS_WEIGHTS = "heads.safetensors"
 REFERENCE = "reference.csv"
+BASE_DATA = "base_data.csv.gz"  # every row the model was made from (`ml.base_data`)
 TAXONOMY = MODEL_FILE  # the workspace taxonomy the model was trained on
 CARD = "README.md"
 

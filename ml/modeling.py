@@ -33,9 +33,14 @@ class MultiHeadClassifier(nn.Module):
         self.heads = nn.ModuleDict({h: nn.Linear(hidden_size, len(labels)) for h, labels in heads.items()})
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.with_features(input_ids, attention_mask)[:-1]
+
+    def with_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Logits per head, then the pooled features the heads read (what out-of-scope scores use)."""
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = self.dropout(mean_pool(out.last_hidden_state, attention_mask))
-        return tuple(self.heads[h](pooled) for h in self.head_names)
+        pooled = mean_pool(out.last_hidden_state, attention_mask)
+        dropped = self.dropout(pooled)
+        return (*(self.heads[h](dropped) for h in self.head_names), pooled)
 
     def save(self, out_dir: Path) -> None:
         """Encoder as a Hugging Face model (config carries the label maps), heads as safetensors."""
@@ -48,6 +53,17 @@ class MultiHeadClassifier(nn.Module):
         self.encoder.save_pretrained(out_dir)
         save_file({k: v.contiguous() for k, v in self.heads.state_dict().items()}, str(out_dir / layout.HEADS_WEIGHTS))
         layout.write_json(out_dir, layout.LABEL_MAPS, layout.label_maps(self.heads_labels))
+
+
+class WithFeatures(nn.Module):
+    """The classifier as exported: logits per head and the pooled features."""
+
+    def __init__(self, model: MultiHeadClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model.with_features(input_ids, attention_mask)
 
 
 def load_base(base: str, *, with_pooler: bool = False) -> tuple[nn.Module, int]:
@@ -68,3 +84,26 @@ def load_trained(model_dir: Path) -> MultiHeadClassifier:
     model.heads.load_state_dict(load_file(str(model_dir / layout.HEADS_WEIGHTS)))
     model.eval()
     return model
+
+
+def warm_start_heads(model: MultiHeadClassifier, model_dir: Path) -> dict[str, int]:
+    """Copy the heads of the model folder `model_dir` into `model`, row by row for the labels both share (matched
+    by name, so a reordered label set is no problem; a label new to `model` keeps its fresh weights). Returns the
+    rows copied per head of `model`."""
+    old_heads = layout.read_heads(model_dir)
+    weights = load_file(str(model_dir / layout.HEADS_WEIGHTS))
+    copied: dict[str, int] = {}
+    with torch.no_grad():
+        for head, labels in model.heads_labels.items():
+            linear = model.heads[head]
+            old = {lab: i for i, lab in enumerate(old_heads.get(head, []))}
+            weight, bias = weights.get(f"{head}.weight"), weights.get(f"{head}.bias")
+            if not old or weight is None or bias is None:
+                copied[head] = 0
+                continue
+            pairs = [(i, old[lab]) for i, lab in enumerate(labels) if lab in old]
+            for new, prev in pairs:
+                linear.weight[new] = weight[prev]
+                linear.bias[new] = bias[prev]
+            copied[head] = len(pairs)
+    return copied

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ml import calibrate, imports, layout
+from ml import base_data, calibrate, imports, layout
 from ml.data import DataError, Dataset, fit_taxonomy, from_db, from_frame, load_file, split
 from ml.serving import softmax
 from ml.training_args import TrainingArgs as TrainingArgs
@@ -146,7 +146,7 @@ def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) 
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from ml.modeling import MultiHeadClassifier, load_base
+    from ml.modeling import MultiHeadClassifier, load_base, warm_start_heads
 
     _quiet_transformers()
     started = time.monotonic()
@@ -164,21 +164,27 @@ def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) 
     say(f"taxonomy: {taxonomy.name} ({len(taxonomy.intents)} intents), {taxonomy_source}")
     args.label_cols = list(ds.heads)
     args.data_fingerprint = ds.fingerprint()
+    base_ds, ds = leave_out_holdout(args, ds, say)
     train_ds, val_ds = split(ds, args.val_fraction, args.seed)
     args.train_rows, args.val_rows = len(train_ds), len(val_ds)
     say(f"data: {len(ds)} rows ({args.train_rows} train, {args.val_rows} validation), heads: "
         + ", ".join(f"{h} ({len(v)} labels)" for h, v in ds.heads.items())
         + (f", {sum(ds.ood)} out-of-scope rows" if any(ds.ood) else ""))
 
-    tokenizer = AutoTokenizer.from_pretrained(args.base)
+    source = args.init_from or args.base  # a warm start takes the whole model: encoder, tokenizer, heads
+    tokenizer = AutoTokenizer.from_pretrained(source)
     backend = copy.deepcopy(tokenizer.backend_tokenizer)
     backend.no_padding()
     backend.enable_truncation(max_length=args.max_length)
     enc_train = [e.ids for e in backend.encode_batch(train_ds.texts)]
     enc_val = [e.ids for e in backend.encode_batch(val_ds.texts)]
 
-    encoder, hidden = load_base(args.base)
+    encoder, hidden = load_base(source)
     model = MultiHeadClassifier(encoder, hidden, ds.heads, dropout=args.dropout)
+    if args.init_from:
+        copied = warm_start_heads(model, Path(args.init_from))
+        say(f"warm start from {args.init_from}: encoder and "
+            + ", ".join(f"{h} {copied[h]} of {len(v)} labels" for h, v in ds.heads.items()))
     if args.freeze_word_embeddings:
         word_embeddings = getattr(getattr(model.encoder, "embeddings", None), "word_embeddings", None)
         if word_embeddings is not None:
@@ -263,6 +269,7 @@ def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     layout.write_json(out, layout.TAXONOMY, taxonomy.to_json())
+    store_base_data(out, base_ds, args)
     val_logits = predict_logits(model, enc_val)
     metrics = finish(model, tokenizer, args, train_ds, val_ds, val_logits, out)
     metrics.update({"train_seconds": round(train_seconds, 1), "steps": step, "best_epoch": best_epoch,
@@ -271,6 +278,32 @@ def train(args: TrainingArgs, say: Say = print, dataset: Dataset | None = None) 
     write_card(out, args, metrics)
     say(f"model written to {out}")
     return metrics
+
+
+def leave_out_holdout(args: TrainingArgs, ds: Dataset, say: Say) -> tuple[Dataset, Dataset]:
+    """The model's base data (`args.base_data`, else `ds`) and the rows of `ds` to train on: those outside the
+    holdout (`ml.base_data`). Records the holdout's size and fingerprint in `args`."""
+    base_ds = ds
+    if args.base_data is not None:
+        _, base_ds = base_data.read(Path(args.base_data), label_cols=args.label_cols, ood_label=args.ood_label)
+        if args.mask_pii and not args.from_db:
+            base_ds = masked(base_ds)
+    kept, _ = base_data.split_holdout(ds, args.holdout_percent)
+    _, holdout = base_data.split_holdout(base_ds, args.holdout_percent)
+    args.base_rows, args.holdout_rows, args.holdout_fingerprint = len(base_ds), len(holdout), holdout.fingerprint()
+    if args.holdout_percent:
+        say(f"holdout: {args.holdout_rows} of {len(base_ds)} base rows ({args.holdout_percent} % by a hash of the "
+            f"text) are never trained on ({len(ds) - len(kept)} left out of this run's {len(ds)} rows)")
+    if len(kept) < 2:
+        raise DataError(f"{len(ds)} rows leave {len(kept)} outside the holdout; add rows or lower --holdout-percent")
+    return base_ds, kept
+
+
+def store_base_data(out: Path, base_ds: Dataset, args: TrainingArgs) -> None:
+    """Write the base data into the model folder and record the fingerprint of the rows as stored, which is what
+    a retrain checks (`lifecycle.retrain.base_data`)."""
+    path = base_data.write(out, base_ds, ood_label=args.ood_label, ood_head=_ood_head(args, base_ds))
+    args.base_fingerprint = base_data.read(path, label_cols=args.label_cols, ood_label=args.ood_label)[1].fingerprint()
 
 
 def finish(model: Any, tokenizer: Any, args: TrainingArgs, train_ds: Dataset, val_ds: Dataset,
@@ -328,7 +361,52 @@ def finish(model: Any, tokenizer: Any, args: TrainingArgs, train_ds: Dataset, va
             metrics["parity_error"] = str(exc)
             layout.write_json(out, layout.METRICS, metrics)  # a refused export still says how the model did
             raise
+        if args.abstention == "mahalanobis":
+            head = _ood_head(args, val_ds)
+            metrics["validation"][head]["ood"] = fit_ood(out, train_ds, val_ds, head, val_logits[head], args)
     return metrics
+
+
+def fit_ood(out: Path, train_ds: Dataset, val_ds: Dataset, head: str, val_logits: np.ndarray[Any, Any],
+            args: TrainingArgs) -> dict[str, Any]:
+    """Fit the distance scorer on the training rows' features as the served int8 graph computes them, pick
+    its threshold on validation, and store it with the model (`ml.ood`); returns what it measured.
+
+    With out-of-scope rows in validation, the threshold is chosen as the softmax one is (accuracy x
+    recall, or the `target_ood_recall`), on minus the distance; without any, it is the in-scope
+    validation distance at a 3 % false-alarm rate. The softmax baseline is measured beside it."""
+    from ml.ood import DEFAULT_FALSE_ALARM, MahalanobisScorer, detection_report
+    from ml.serving import Classifier
+
+    clf = Classifier.load(out, threads=args.threads or 2, int8=True)
+    y = np.array(train_ds.label_ids(head))
+    keep = y >= 0
+    scorer = MahalanobisScorer.fit(clf.features([t for t, k in zip(train_ds.texts, keep, strict=True) if k]),
+                                   y[keep], head)
+    distance = scorer.score(clf.features(val_ds.texts))
+    y_val = np.array(val_ds.label_ids(head))
+    is_ood = np.array(val_ds.ood, dtype=bool)
+    ins = (y_val >= 0) & ~is_ood
+    meta: dict[str, Any] = {"fitted_on": f"{int(keep.sum())} training rows (int8 features)"}
+    if is_ood.any() and ins.any():
+        rows = ins | is_ood
+        correct = np.zeros(len(y_val), dtype=bool)
+        correct[ins] = val_logits[ins].argmax(1) == y_val[ins]
+        chosen = calibrate.abstention_threshold(-distance[rows], correct[rows], is_ood[rows], args.target_ood_recall)
+        threshold = None if chosen["threshold"] is None else -float(chosen["threshold"])
+        meta["chosen_by"] = chosen.get("objective")
+        confidence = softmax(val_logits, 1.0).max(1)
+        meta["validation"] = {"mahalanobis": detection_report(distance[ins], distance[is_ood]),
+                              "softmax": detection_report(-confidence[ins], -confidence[is_ood])}
+    else:
+        threshold = float(np.quantile(distance[ins], 1.0 - DEFAULT_FALSE_ALARM)) if ins.any() else None
+        meta["chosen_by"] = f"in-scope validation false alarm {DEFAULT_FALSE_ALARM:.0%}"
+    if threshold is not None:
+        meta["validation_false_alarm"] = round(float((distance[ins] > threshold).mean()), 4) if ins.any() else None
+        if is_ood.any():
+            meta["validation_ood_recall"] = round(float((distance[is_ood] > threshold).mean()), 4)
+    scorer.with_threshold(threshold).save(out, meta)
+    return {"threshold": threshold, **meta}
 
 
 def _ood_head(args: TrainingArgs, ds: Dataset) -> str:
@@ -369,11 +447,20 @@ def write_card(out: Path, args: TrainingArgs, metrics: dict[str, Any]) -> None:
     ]
     thresholds = {h: m.get("abstention", {}).get("threshold") for h, m in val.items()}
     for h, m in val.items():
-        thr = thresholds.get(h)
+        thr = None if "ood" in m else thresholds.get(h)  # a distance scorer abstains instead (below)
         lines.append(f"| {h} | {_pct(m.get('accuracy'))} | {_pct(m.get('macro_f1'))} | {m['ece_before']:.4f} | "
                      f"{m['ece_after']:.4f} | {m['temperature']:.3f} | {'-' if thr is None else f'{thr:.3f}'} |")
     for h, m in val.items():
-        if "abstention" in m and m["abstention"].get("threshold") is not None:
+        if "ood" in m:
+            o = m["ood"]
+            lines.append(f"\nAbstention on {h}: Mahalanobis distance of the encoder's features to the nearest class "
+                         f"(`ood.json`; threshold {o['threshold']}, chosen by {o['chosen_by']}), validation false "
+                         f"alarm {_pct(o.get('validation_false_alarm'))}, out-of-scope recall "
+                         f"{_pct(o.get('validation_ood_recall'))}.")
+            for method, r in o.get("validation", {}).items():
+                lines.append(f"- {method}: AUROC {r['auroc']:.4f}, FPR at 95 % recall {_pct(r['fpr_at_95_recall'])}, "
+                             f"recall at 3 % false alarm {_pct(r['recall_at_3pct_false_alarm'])} (validation)")
+        elif "abstention" in m and m["abstention"].get("threshold") is not None:
             a = m["abstention"]
             lines.append(f"\nAt the threshold, {h}: in-scope accuracy {_pct(a['in_scope_accuracy'])}, "
                          f"out-of-scope recall {_pct(a['ood_recall'])} (validation).")
@@ -390,8 +477,11 @@ def write_card(out: Path, args: TrainingArgs, metrics: dict[str, Any]) -> None:
         "- Temperature and threshold are fitted on the validation split that also chose the epoch, so they are "
         "slightly optimistic; `triage evaluate` on held-out data gives the honest numbers.",
         "- English only; texts are truncated to "
-        f"{args.max_length} tokens. Out-of-scope detection is a confidence threshold, not a class: "
-        "confidently wrong out-of-scope texts are not caught.",
+        f"{args.max_length} tokens. "
+        + ("Out-of-scope detection is a distance from the known classes in feature space: requests close to a "
+           "known intent's wording are not caught." if args.abstention == "mahalanobis" else
+           "Out-of-scope detection is a confidence threshold, not a class: confidently wrong out-of-scope texts "
+           "are not caught."),
         "- Trained on PII-masked text (placeholders, not real names or numbers), as the stream classifies it."
         if args.mask_pii or args.from_db else
         "- Trained on unmasked text; the stream classifies PII-masked text, so placeholders were never seen.",

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 from triage.errors import TriageError
 
+# How a model abstains on out-of-scope texts (`ml.ood`); the first is the default.
+ABSTENTION_METHODS = ("mahalanobis", "softmax")
+
 
 class TrainingArgsError(TriageError, ValueError):
     """A training argument out of range; the message names the flag and the values that work."""
@@ -53,10 +56,18 @@ class TrainingArgs:
         "default_help": "the workspace's taxonomy.yaml when the labels fit it, else derived from the labels"})
     ood_label: str | None = field(default=None, metadata={
         "help": "label meaning out of scope: not a class, tunes the abstention threshold", "metavar": "LABEL"})
+    abstention: str = field(default=ABSTENTION_METHODS[0], metadata={
+        "help": "how the model abstains on out-of-scope texts: mahalanobis (distance of the encoder's features to "
+                "the nearest class, fitted on the training rows) or softmax (a confidence threshold)",
+        "choices": ABSTENTION_METHODS})
     target_ood_recall: float | None = field(default=None, metadata={
         "help": "abstain at the lowest threshold reaching this out-of-scope recall (needs --ood-label)"})
     base: str = field(default_factory=default_base, metadata={
         "help": "Hugging Face model folder or id", "default_help": "offline all-MiniLM-L6-v2"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "model folder (from `triage train`) to start from: its encoder, tokenizer and heads, row by row "
+                "for the labels both share (a new label starts fresh); the retrain DAG passes the champion",
+        "metavar": "DIR"})
     epochs: int = field(default=6, metadata={"help": "passes over the training data"})
     batch_size: int = field(default=32, metadata={"help": "texts per optimizer step"})
     lr_encoder: float = field(default=8e-5, metadata={"help": "learning rate of the encoder"})
@@ -75,6 +86,9 @@ class TrainingArgs:
         "help": "mask PII in the texts (triage.pii) as the stream does before classifying"})
     max_length: int = field(default=128, metadata={"help": "tokens per text; longer texts are truncated"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of rows held out for validation"})
+    holdout_percent: int = field(default=10, metadata={
+        "help": "percent of the rows (chosen by a hash of the text) never trained on: the holdout that retraining "
+                "compares candidate and champion on (ml.base_data); 0 keeps none"})
     patience: int = field(default=2, metadata={"help": "epochs without validation macro-F1 gain before stopping"})
     seed: int = field(default=0, metadata={"help": "random seed for the split, the shuffle and the weights"})
     threads: int | None = field(default=None, metadata={"help": "torch threads", "default_help": "all cores"})
@@ -83,15 +97,26 @@ class TrainingArgs:
     progress: bool = field(default=True, metadata={"help": "no progress bar", "flags": ("--no-progress",)})
     export: bool = True
     reference_rows: int = 2000
+    # The rows stored with the model as its base data (`ml.base_data`), when they are not `data` itself: a
+    # retrain trains on its base plus weighted new labels, and stores the base plus those labels once each.
+    base_data: str | None = None
     data_fingerprint: str = ""
     train_rows: int = 0
     val_rows: int = 0
+    base_fingerprint: str = ""
+    base_rows: int = 0
+    holdout_fingerprint: str = ""
+    holdout_rows: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 0.5:
             raise TrainingArgsError(f"--val-fraction {self.val_fraction}: use a number between 0 and 0.5")
+        if not 0 <= self.holdout_percent < 50:
+            raise TrainingArgsError(f"--holdout-percent {self.holdout_percent}: use a whole number from 0 to 49")
         if self.epochs < 1 or self.batch_size < 1:
             raise TrainingArgsError("--epochs and --batch-size must be at least 1")
+        if self.abstention not in ABSTENTION_METHODS:
+            raise TrainingArgsError(f"--abstention {self.abstention!r}: use one of {', '.join(ABSTENTION_METHODS)}")
         if self.target_ood_recall is not None and not 0.0 < self.target_ood_recall <= 1.0:
             raise TrainingArgsError(f"--target-ood-recall {self.target_ood_recall}: use a number in (0, 1]")
         if self.target_ood_recall is not None and self.ood_label is None:

@@ -231,17 +231,18 @@ class Settings(BaseModel):
     retrain_epochs: int = Field(3, ge=1, le=50, description="Fine-tuning epochs of a retrain")
     retrain_time_budget_s: float = Field(1800.0, gt=0, description="Wall-clock budget of one fine-tuning run")
     retrain_base_data: Path | None = Field(
-        None, description="CSV/Parquet of base training data; unset = the champion's training sample"
+        None, description="CSV/Parquet copy of the champion's base data (refused unless it has the fingerprint the "
+        "champion recorded); unset = the copy stored with the champion (base_data.csv.gz)"
     )
     canary_mode: str = Field(
         "canary", pattern=r"^(canary|shadow)$", description="canary: the candidate acts for a share; shadow: predicts"
     )
     canary_start_percent: float = Field(5.0, gt=0, le=100, description="Share of tickets a new canary acts for")
-    canary_ramp_steps: str = Field(
     shadow_sample_percent: float = Field(
         25.0, gt=0, le=100,
         description="Share of tickets (sticky by ticket id) that a shadow model also classifies: its cost and sample",
     )
+    canary_ramp_steps: str = Field(
         "", pattern=r"^\s*(\d+(\.\d+)?\s*(,\s*\d+(\.\d+)?\s*)*)?$",
         description="Comma-separated larger shares to ramp through before promotion, e.g. 25,50; empty = none",
     )

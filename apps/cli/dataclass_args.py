@@ -2,7 +2,7 @@
 
 Like transformers' HfArgumentParser, without importing transformers (`triage --help` stays fast).
 A field with `help` metadata becomes a flag; other metadata keys: `flags` (option strings, default
-`--field-name`), `metavar`, `group` (fields sharing one form a required either-or group) and
+`--field-name`), `metavar`, `choices`, `group` (fields sharing one form a required either-or group) and
 `default_help` (words shown instead of a default that depends on the machine). A bool field is a
 switch that sets the opposite of its default; a `list[X]` field is a repeatable flag; `X | None` takes X.
 """
@@ -55,6 +55,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type[Any]) -> 
             kwargs["type"] = kind
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required:
             kwargs["required"] = True

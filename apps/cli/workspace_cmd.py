@@ -70,8 +70,8 @@ label, duplicate). --out writes the kept rows as CSV. --seed-labels stores them 
 (a re-import adds nothing): a triage.tickets row per row (id import:<sha256 prefix>, text PII masked)
 and a triage.feedback row (kind 'correct', reviewer 'import', dated --created-at-col or now). No
 decision is written, as no model decided them: `triage train --from-db` trains on them, but the
-retrain DAG reads labels of decisions only, so it sees them through its base data (the champion's
-training sample, or TRIAGE_RETRAIN_BASE_DATA set to the --out CSV), and the data quality gate flags
+retrain DAG reads labels of decisions only, so it sees them through its base data (every row the
+champion was trained on, which `triage train` stores with the model), and the data quality gate flags
 feedback without a decision in the windows that hold their dates: seed before the first model.
 """
 
@@ -380,9 +380,9 @@ def seed_history(url: str, rows: pd.DataFrame, *, source: str, channel: str = "e
     with its intent and urgency, reviewer 'import', dated the same). No decisions row is written: no
     model decided these tickets, and a made-up decision would count in the audit, canary and drift
     figures. So `triage train --from-db` (ml.data.from_db) trains on them, while the retrain DAG, which
-    reads labels of decisions only (triage.labelled_decisions), sees them through its base data: the
-    champion's stored training sample, or TRIAGE_RETRAIN_BASE_DATA set to the CSV that --out writes
-    (with an urgency column). The data quality gate leaves these rows out (their labels were checked here;
+    reads labels of decisions only (triage.labelled_decisions), sees them through its base data: every
+    row the champion was trained on, stored with it by `triage train` (`ml.base_data`). The data quality
+    gate leaves these rows out (their labels were checked here;
     it wants a decision behind every other feedback row).
     """
     from triage import db

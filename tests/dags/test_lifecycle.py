@@ -1,7 +1,8 @@
 """`dag.test()` runs of the model-lifecycle DAGs against the embedded PostgreSQL with a tiny model.
 
-retrain_classifier registers a better candidate and updates the candidate Asset; a failed quality gate
-blocks it with the reason; canary_promotion promotes a better canary and rolls back a worse one (the
+retrain_classifier fixes a champion's confused pair of intents without forgetting the rest (the retrain
+demonstration), registers the candidate and updates the candidate Asset; a failed quality gate blocks it
+with the reason; canary_promotion promotes a better canary and rolls back a worse one (the
 champion unchanged); rollback_model restores the previous champion; data_quality fails on bad labels.
 """
 
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from lifecycle import canary
+from lifecycle.retrain import MIN_CLASS_SUPPORT
 from tests.monitoring.conftest import fresh_db
 from tests.support import fixtures
 from tests.support.airflow_runs import asset_events, task_states
-from tests.support.lifecycle import MODEL, beatable_champion, seed_arms, seed_decisions, settings_for
+from tests.support.lifecycle import CONFUSED_PAIR, MODEL, confused_champion, seed_arms, seed_decisions, settings_for
 from triage import db
 from triage.assets import CANDIDATE_ASSET_URI
 
@@ -29,8 +31,8 @@ def _statuses(url: str) -> dict[int, str]:
 
 
 @pytest.fixture(scope="module")
-def weak_champion(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return beatable_champion(tmp_path_factory)
+def confused(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return confused_champion(tmp_path_factory)
 
 
 def _register_champion(url: str, model_dir: Path, tmp_path: Path):
@@ -42,12 +44,16 @@ def _register_champion(url: str, model_dir: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_retrain_registers_a_better_candidate_and_updates_the_asset(
-        dagbag, pg_server, triage_db_env, weak_champion: Path, tmp_path: Path) -> None:
+def test_retrain_fixes_a_confused_pair_without_forgetting_and_updates_the_asset(
+        dagbag, pg_server, triage_db_env, confused: Path, tmp_path: Path) -> None:
+    """The retrain demonstration (README, "Retraining without forgetting"): a champion that names
+    card_arrival and card_lost_or_stolen as each other, 500 reviewers' corrections of that pair, one DAG run.
+    The registered candidate's record shows the pair fixed on the recent slice and on the holdout that no
+    model trained on, and no other class with 10+ rows down by more than the regression bound."""
     url = fresh_db(pg_server, "dag_retrain")
-    champ = _register_champion(url, weak_champion, tmp_path)
+    champ = _register_champion(url, confused, tmp_path)
     start = champ.created_at + timedelta(minutes=1)
-    seed_decisions(url, start, start + timedelta(hours=10), 200, seed=11, accuracy=0.5)
+    seed_decisions(url, start, start + timedelta(hours=10), 500, seed=11, only=CONFUSED_PAIR, swap=CONFUSED_PAIR)
     until = (start + timedelta(hours=12)).replace(microsecond=0)
     state = triage_db_env(url, TRIAGE_RETRAIN_MIN_NEW_LABELS="100", TRIAGE_RETRAIN_EPOCHS="1")
     before = len(asset_events(CANDIDATE_ASSET_URI))
@@ -57,11 +63,46 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
     assert set(task_states(run).values()) == {"success"} and len(task_states(run)) == 6
     assert _statuses(url) == {1: "champion", 2: "candidate"}
     with db.connect(url) as conn:
-        mv = conn.execute("SELECT metrics, reason, changed_by FROM triage.model_versions WHERE version = 2").fetchone()
+        mv = conn.execute("SELECT metrics, reason, changed_by, training_args FROM triage.model_versions "
+                          "WHERE version = 2").fetchone()
+        champ_args = conn.execute("SELECT training_args FROM triage.model_versions WHERE version = 1").fetchone()[
+            "training_args"]
         gate = conn.execute("SELECT success FROM triage.quality_results").fetchall()
-    retrained = mv["metrics"]["retrain"]
-    assert retrained["labels_until"] == until.isoformat() and retrained["counts"]["new_labels"] == 200
+    retrained, counts = mv["metrics"]["retrain"], mv["metrics"]["retrain"]["counts"]
+    assert retrained["labels_until"] == until.isoformat() and counts["new_labels"] == 500
+    assert counts["confirmations"] == 0 and counts["corrections"] == counts["new_train"] - counts["new_in_holdout"]
     assert champ.created_at < datetime.fromisoformat(retrained["trained_until"]) < until
+
+    # The full base data, identified by the fingerprint the registry holds for the champion, and its holdout,
+    # which the champion and the candidate both left out; the candidate keeps the new labels as base data.
+    base = retrained["base_data"]
+    assert base["rows"] == counts["base_rows"] == champ_args["base_rows"] == 3000
+    assert base["fingerprint"] == champ_args["base_fingerprint"]
+    assert base["holdout_fingerprint"] == champ_args["holdout_fingerprint"]
+    assert base["holdout_rows"] == counts["fixed_holdout"] == champ_args["holdout_rows"]
+    assert champ_args["train_rows"] + champ_args["val_rows"] + base["holdout_rows"] == 3000
+    cand_args = mv["training_args"]
+    assert cand_args["init_from"] and cand_args["base_rows"] == 3000 + counts["new_train"]
+    assert cand_args["holdout_rows"] == base["holdout_rows"] + counts["new_in_holdout"]
+
+    # The confused pair is fixed on both evaluation sets; no other class regresses beyond the bound.
+    per_class, bound = retrained["per_class"], retrained["max_class_regression"]
+    for split in ("fixed_holdout", "recent"):
+        for cls in CONFUSED_PAIR:
+            row = per_class[split]["intent"][cls]
+            assert row["support"] >= MIN_CLASS_SUPPORT and row["champion_f1"] < 0.2, (split, cls, row)
+            assert row["candidate_f1"] >= 0.9, (split, cls, row)
+    others = [(head, cls, row) for head, rows in per_class["fixed_holdout"].items() for cls, row in rows.items()
+              if row["support"] >= MIN_CLASS_SUPPORT and not (head == "intent" and cls in CONFUSED_PAIR)]
+    assert len([1 for head, _, _ in others if head == "intent"]) >= 12  # most intents have enough rows to judge
+    assert all(row["change"] >= -bound for _, _, row in others), [o for o in others if o[2]["change"] < -bound]
+    assert retrained["class_regressions"] == []
+    print("retrain demonstration, per-class F1 champion -> candidate (support):")
+    for split, heads in per_class.items():
+        for head, rows in heads.items():
+            print(f"  {split} {head}: " + ", ".join(
+                f"{c} {r['champion_f1']:.3f}->{r['candidate_f1']:.3f} ({r['support']})" for c, r in rows.items()))
+    print(f"  scores: {retrained['scores']}")
     assert retrained["scores"]["recent"]["gain"] >= 0.01 and mv["reason"].startswith("candidate beats the champion")
     assert mv["changed_by"] == "airflow:retrain_classifier"
     assert gate and all(r["success"] for r in gate)
@@ -74,9 +115,9 @@ def test_retrain_registers_a_better_candidate_and_updates_the_asset(
 
 
 def test_quality_failure_blocks_retraining_and_too_few_labels_skip(
-        dagbag, pg_server, triage_db_env, weak_champion: Path, tmp_path: Path, capsys) -> None:
+        dagbag, pg_server, triage_db_env, confused: Path, tmp_path: Path, capsys) -> None:
     url = fresh_db(pg_server, "dag_retrain_blocked")
-    champ = _register_champion(url, weak_champion, tmp_path)
+    champ = _register_champion(url, confused, tmp_path)
     start = champ.created_at + timedelta(minutes=1)
     seed_decisions(url, start, start + timedelta(hours=2), 40, seed=12)
     triage_db_env(url, TRIAGE_RETRAIN_MIN_NEW_LABELS="100")

@@ -56,7 +56,8 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
     base = build_small_pretrained_base(tmp / "base", layers=2)
     args = TrainingArgs(output_dir=str(tmp / "model"), data=str(tmp / "sim.csv"), base=str(base),
                         ood_label=OOD_LABEL, epochs=2, batch_size=16, lr_encoder=2e-4, lr_heads=3e-3,
-                        max_length=96, patience=2, val_fraction=0.15, progress=False)
+                        max_length=96, patience=2, val_fraction=0.15, progress=False,
+                        holdout_percent=0)  # all 800 rows: what a model learns from them (none is retrained here)
     train(args, say=lambda _m: None)
     return Classifier.load(tmp / "model", threads=2)
 

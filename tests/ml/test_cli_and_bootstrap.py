@@ -12,7 +12,7 @@ import pytest
 from apps.bootstrap import ensure_champion
 from apps.cli import main
 from apps.simulator import write_csv
-from ml import registry
+from ml import base_data, layout, registry
 from ml.data import from_db
 from tests.support.tiny_model import build_tiny_base
 from triage import db
@@ -116,4 +116,11 @@ def test_bootstrap_registers_a_champion_once(db_url: str, tiny_base: Path, tmp_p
     again = ensure_champion(settings, said.append, rows=300, epochs=1, base=str(tiny_base))
     ref = (Path(mv.artifact_path) / "reference.csv").read_text()
     assert "@" not in ref  # e-mail addresses were masked before training, as the stream masks them
+    # the first champion keeps every row it was made from, and was not trained on the holdout of them
+    made = layout.read_json(Path(mv.artifact_path), layout.TRAINING_ARGS)
+    frame, rows = base_data.read(Path(mv.artifact_path) / layout.BASE_DATA, label_cols=made["label_cols"],
+                                 ood_label=made["ood_label"])
+    assert rows.fingerprint() == made["base_fingerprint"] == mv.data_fingerprint and len(rows) == 300
+    assert not frame["text"].str.contains("@").any()
+    assert made["holdout_rows"] > 0 and made["train_rows"] + made["val_rows"] + made["holdout_rows"] == 300
     assert again.version == mv.version and len(registry.list_versions(db_url, settings.model_name)) == 1

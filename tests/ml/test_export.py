@@ -18,7 +18,7 @@ def test_onnx_accepts_any_batch_and_length(tiny_model: Path) -> None:
     for batch, seq in ((1, 3), (7, 40), (2, 96)):
         ids = np.full((batch, seq), 5, dtype=np.int64)
         out = sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
-        assert [o.shape for o in out] == [(batch, 18), (batch, 4)]
+        assert [o.shape for o in out] == [(batch, 18), (batch, 4), (batch, 32)]  # two heads, the features
 
 
 def test_parity_holds_for_the_exported_model(tiny_model: Path) -> None:

@@ -1,7 +1,10 @@
-"""Retraining: which labels are used and how, the registration rule, and one real fine-tune with a tiny model."""
+"""Retraining: which labels are used and how, the base data it starts from, the registration rule, and one real
+fine-tune with a tiny model."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,8 +12,8 @@ import pandas as pd
 import pytest
 
 from lifecycle import retrain
-from lifecycle.retrain import RetrainConfig, SkipRetrain
-from ml import registry
+from lifecycle.retrain import RetrainConfig, RetrainError, SkipRetrain
+from ml import base_data, layout, registry
 from tests.support.lifecycle import beatable_champion, seed_decisions, settings_for
 
 # ---- pure pieces ------------------------------------------------------------------------------------------------
@@ -49,11 +52,32 @@ def test_corrections_are_repeated_by_their_weight() -> None:
     assert 400 + 60 < len(half) < 400 + 140  # about half the 200 corrections get a second copy
 
 
-def test_fixed_holdout_is_stable_and_about_a_tenth() -> None:
-    texts = [f"ticket number {i}" for i in range(2000)]
-    chosen = [t for t in texts if retrain.in_fixed_holdout(t)]
-    assert chosen == [t for t in texts if retrain.in_fixed_holdout(t)]
-    assert 150 < len(chosen) < 250
+def test_base_data_is_the_champions_full_set_checked_by_fingerprint(tiny_model: Path, tmp_path: Path) -> None:
+    champ = tmp_path / "champion"
+    shutil.copytree(tiny_model, champ)
+    made = json.loads((champ / layout.TRAINING_ARGS).read_text())
+    frame, info = retrain.base_data(RetrainConfig(), champ)
+    assert len(frame) == info["rows"] == made["base_rows"] == 600 and list(frame.columns) == ["text", "intent",
+                                                                                              "urgency"]
+    assert info["fingerprint"] == made["base_fingerprint"] and info["holdout_rows"] == made["holdout_rows"]
+    assert info["source"] == str(champ / layout.BASE_DATA)
+
+    copy = tmp_path / "copy.csv"  # the same rows in another file format: the fingerprint is of the rows
+    frame.to_csv(copy, index=False)
+    assert retrain.base_data(RetrainConfig(base_data=copy), champ)[1]["fingerprint"] == made["base_fingerprint"]
+    other = tmp_path / "other.csv"
+    frame.assign(urgency=frame["urgency"].iloc[::-1].to_numpy()).to_csv(other, index=False)
+    with pytest.raises(RetrainError, match=r"other.csv has fingerprint \w{16}, the champion was trained on \w{16}: "
+                                           "set TRIAGE_RETRAIN_BASE_DATA to a copy of the champion's base data"):
+        retrain.base_data(RetrainConfig(base_data=other), champ)
+    with pytest.raises(RetrainError, match="nope.csv is missing"):
+        retrain.base_data(RetrainConfig(base_data=tmp_path / "nope.csv"), champ)
+    (champ / layout.BASE_DATA).unlink()
+    with pytest.raises(RetrainError, match=r"base_data.csv.gz is missing \(fingerprint \w{16}\): re-register"):
+        retrain.base_data(RetrainConfig(), champ)
+    (champ / layout.TRAINING_ARGS).write_text(json.dumps({**made, "base_fingerprint": ""}))
+    with pytest.raises(RetrainError, match="records no base data"):
+        retrain.base_data(RetrainConfig(base_data=copy), champ)
 
 
 def _eval(macro: float, per_class: dict[str, float], support: int = 20) -> dict:
@@ -79,6 +103,9 @@ def test_compare_registers_only_a_clear_improvement() -> None:
     verdict = retrain.compare(one_class, champ, cfg)
     assert not verdict["better"] and len(verdict["class_regressions"]) == 2
     assert "worst intent=b" in verdict["summary"]
+    assert verdict["per_class"]["recent"]["intent"] == {  # the before / after table of the retrain record
+        "a": {"support": 20, "champion_f1": 0.7, "candidate_f1": 0.9, "change": 0.2},
+        "b": {"support": 20, "champion_f1": 0.7, "candidate_f1": 0.6, "change": -0.1}}
 
 
 def test_rare_classes_do_not_block() -> None:
@@ -127,19 +154,28 @@ def test_retrain_builds_a_weighted_set_and_registers_a_better_candidate(db_url: 
     seed_decisions(db_url, start, start + timedelta(hours=10), 300, seed=5, accuracy=0.5)
     until = start + timedelta(hours=6)  # the run's bound: later labels are not used
     # one training thread: the same floats every run, so the int8 parity check on this tiny validation set
-    # (about 140 rows, one row = 0.7 points) cannot flip between runs
-    cfg = RetrainConfig(min_new_labels=100, epochs=1, correction_weight=3.0, threads=1)
+    # (about 160 rows, one row = 0.6 points) cannot flip between runs; three epochs, as the warm start begins
+    # from the rotated heads (every class named wrongly)
+    cfg = RetrainConfig(min_new_labels=100, epochs=3, correction_weight=3.0, threads=1)
     ts = retrain.build_training_set(settings, cfg, until=until, work_dir=tmp_path / "work")
     c = ts.counts
     assert c["new_labels"] == 179 and c["recent_slice"] == 36 and c["new_train"] == 143
     assert c["weighted_new_rows"] == c["confirmations"] + 3 * c["corrections"]
+    assert c["corrections"] + c["confirmations"] + c["new_in_holdout"] == c["new_train"]
     assert c["train_rows"] == c["base_train"] + c["weighted_new_rows"]
+    assert c["base_rows"] == c["base_train"] + c["fixed_holdout"] == 600  # every row the champion was made from
     audit = pd.read_csv(ts.path(retrain.LABELS_FILE), parse_dates=["created_at"])
     held, used = audit[audit["split"] == "recent"], audit[audit["split"] == "train"]
     assert len(held) == 36 and not set(held["ticket_id"]) & set(used["ticket_id"])
     assert held["created_at"].min() >= used["created_at"].max()  # the newest labels are held out
     assert int(used["correction"].sum()) == c["corrections"]
-    assert len(pd.read_csv(ts.path(retrain.TRAIN_FILE))) == c["train_rows"]
+    assert (audit["split"] == "holdout").sum() == c["new_in_holdout"]
+    trained_on = pd.read_csv(ts.path(retrain.TRAIN_FILE))
+    assert len(trained_on) == c["train_rows"]
+    fixed = pd.read_csv(ts.path(retrain.FIXED_FILE))
+    assert len(fixed) == c["fixed_holdout"] == ts.base_data["holdout_rows"] and not set(fixed["text"]) & set(
+        trained_on["text"])
+    assert len(pd.read_csv(ts.path(retrain.CANDIDATE_BASE_FILE))) == c["candidate_base_rows"] == 600 + 143
     assert retrain.load_training_set(Path(ts.work_dir)) == ts
 
     candidate = retrain.fine_tune(settings, cfg, ts, say=lambda _m: None)
@@ -153,6 +189,11 @@ def test_retrain_builds_a_weighted_set_and_registers_a_better_candidate(db_url: 
     assert (mv.version, mv.status) == (2, "candidate")
     assert mv.metrics["retrain"]["labels_until"] == until.isoformat()
     assert mv.metrics["retrain"]["scores"] == result["scores"]
+    assert mv.metrics["retrain"]["base_data"]["fingerprint"] == champ.data_fingerprint
+    # the candidate is a champion the next retrain can start from: its base data is the old plus the new labels
+    nxt = retrain.base_data(RetrainConfig(), registry.verified_path(mv))[1]
+    assert nxt["rows"] == 600 + 143 and nxt["holdout_rows"] == ts.base_data["holdout_rows"] + c["new_in_holdout"]
+    assert not any(base_data.in_holdout(t, 10) for t in trained_on["text"])
     assert registry.champion(db_url, settings.model_name).version == 1
     # once promoted, the next retrain starts from where this one's labels ended
     promoted = registry.promote(db_url, settings.model_name, 2, changed_by="test", reason="test")

@@ -57,14 +57,33 @@ def test_heads_topk_and_confidence(tiny_model: Path) -> None:
 
 
 def test_abstains_below_the_folder_threshold(tiny_model: Path, tmp_path: Path) -> None:
+    """A model without a distance scorer (softmax abstention, or a folder from before scorers)."""
     folder = tmp_path / "m"
     shutil.copytree(tiny_model, folder)
+    (folder / "ood.json").unlink()
     (folder / "thresholds.json").write_text(json.dumps({"intent": 1.01, "urgency": None}))
     preds = Classifier.load(folder).predict(TEXTS).predictions
     assert all(p["intent"].abstained for p in preds)
     assert not any(p["urgency"].abstained for p in preds)
     (folder / "thresholds.json").write_text(json.dumps({"intent": 0.0, "urgency": 0.0}))
     assert not any(p["intent"].abstained for p in Classifier.load(folder).predict(TEXTS).predictions)
+
+
+def test_the_distance_scorer_abstains_above_its_threshold_and_ignores_the_softmax_one(
+        tiny_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    meta = json.loads((folder / "ood.json").read_text())
+    assert meta["method"] == "mahalanobis" and meta["head"] == "intent"
+    clf = Classifier.load(folder)
+    distances = clf.scorer.score(clf.features(TEXTS)) if clf.scorer else None
+    assert distances is not None and distances.shape == (len(TEXTS),) and (distances > 0).all()
+    (folder / "thresholds.json").write_text(json.dumps({"intent": 1.01, "urgency": None}))  # not used for intent
+    cut = float(sorted(distances)[2])  # the two farthest texts lie above it
+    (folder / "ood.json").write_text(json.dumps({**meta, "threshold": cut}))
+    preds = Classifier.load(folder).predict(TEXTS).predictions
+    assert [p["intent"].abstained for p in preds] == [bool(d > cut) for d in distances]
+    assert sum(p["intent"].abstained for p in preds) == 2
 
 
 def test_missing_file_names_it(tiny_model: Path, tmp_path: Path) -> None:

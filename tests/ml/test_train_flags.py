@@ -66,6 +66,8 @@ def test_help_and_default_shown_are_the_fields() -> None:
     (("--train-embeddings",), "freeze_word_embeddings", False),
     (("--mask-pii",), "mask_pii", True),
     (("--no-progress",), "progress", False),
+    (("--init-from", "champion"), "init_from", "champion"),
+    (("--holdout-percent", "0"), "holdout_percent", 0),
 ])
 def test_every_flag_sets_its_field(argv: tuple[str, ...], field: str, value: Any) -> None:
     if argv[0] == "--from-db":
@@ -80,6 +82,7 @@ def test_every_flag_sets_its_field(argv: tuple[str, ...], field: str, value: Any
     ({"epochs": 0}, "--epochs and --batch-size"),
     ({"target_ood_recall": 1.5, "ood_label": "oos"}, r"--target-ood-recall 1.5: use a number in \(0, 1\]"),
     ({"target_ood_recall": 0.9}, "needs --ood-label"),
+    ({"holdout_percent": 50}, "--holdout-percent 50: use a whole number from 0 to 49"),
 ])
 def test_training_args_reject_bad_values(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(TrainingArgsError, match=match) as info:

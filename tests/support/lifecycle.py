@@ -48,19 +48,25 @@ def _prediction(name: str, version: int, intent: str, urgency: str, conf: float,
 def seed_decisions(url: str, start: datetime, end: datetime, n: int, *, seed: int, accuracy: float = 0.6,
                    version: int = 1, arm: str = "champion", label_rate: float = 1.0, latency_ms: float = 10.0,
                    shadow: tuple[int, float] | None = None, shadow_latency_ms: float | None = None,
-                   prefix: str = "T") -> int:
+                   prefix: str = "T", only: tuple[str, ...] | None = None, swap: tuple[str, str] | None = None) -> int:
     """`n` decisions of model `version` in [start, end), labelled by reviewers 2 minutes later.
 
     `shadow=(version, accuracy)` adds a shadow challenger's prediction to every decision, with its
-    inference time around `shadow_latency_ms` (default: the champion's `latency_ms`).
+    inference time around `shadow_latency_ms` (default: the champion's `latency_ms`). `only` keeps
+    tickets of those intents (the others are drawn and passed over); `swap=(a, b)`: the model names
+    each of the two intents as the other (a confused pair; the other intents right by `accuracy`).
     """
     gen, rng, shadow_rng = TicketGenerator(seed=seed), random.Random(seed), random.Random(-seed)
     span = (end - start).total_seconds()
     with db.connect(url) as conn, conn.cursor() as cur:
         for i in range(n):
             t = gen.generate()
+            while only is not None and t.intent not in only:
+                t = gen.generate()
             decided = start + timedelta(seconds=span * (i + 0.5) / n)
             intent = t.intent if rng.random() < accuracy else rng.choice([x for x in INTENTS if x != t.intent])
+            if swap is not None and t.intent in swap:
+                intent = swap[1] if t.intent == swap[0] else swap[0]
             urgency = t.urgency
             tid = f"{prefix}-{seed}-{i}"
             challenger = mode = None
@@ -126,3 +132,31 @@ def beatable_champion(tmp_path_factory: object) -> Path:
         (out / layout.LABEL_MAPS).write_text(json.dumps(maps, indent=2), encoding="utf-8")
         _built["champion"] = out
     return _built["champion"]
+
+
+# The pair of intents the confused champion mixes up: a card that has not arrived, a card that is lost.
+CONFUSED_PAIR = ("card_arrival", "card_lost_or_stolen")
+
+
+def confused_champion(tmp_path_factory: object, pair: tuple[str, str] = CONFUSED_PAIR) -> Path:
+    """A tiny model trained on 3,000 simulator tickets (so its holdout has 10 or more rows of most intents), whose
+    label map then swaps the two intents of `pair`: it names each as the other, as a model trained with those
+    labels swapped would, and is right about the rest. Its stored base data keeps the true labels. Built once per
+    test process (about 40 s on 2 cores)."""
+    if "confused" not in _built:
+        import json
+        import shutil
+
+        from ml import layout
+        from tests.support.tiny_model import build_tiny_model
+
+        base = tmp_path_factory.mktemp("confused")  # type: ignore[attr-defined]
+        tiny = build_tiny_model(base / "tiny", seed=0, rows=3000, epochs=3)
+        out = base / "swapped"
+        shutil.copytree(tiny, out)
+        heads = layout.read_heads(out)
+        a, b = (heads["intent"].index(x) for x in pair)
+        heads["intent"][a], heads["intent"][b] = heads["intent"][b], heads["intent"][a]
+        (out / layout.LABEL_MAPS).write_text(json.dumps(layout.label_maps(heads), indent=2), encoding="utf-8")
+        _built["confused"] = out
+    return _built["confused"]

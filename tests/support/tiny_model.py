@@ -21,18 +21,26 @@ from triage.taxonomy import BANK_WORKSPACE, TAXONOMY_FILE, bank
 
 
 def build_tiny_base(base_dir: Path, texts: list[str], seed: int = 0) -> Path:
-    """A random-init BERT folder with a WordPiece tokenizer trained on `texts`."""
+    """A random-init BERT folder with a WordPiece tokenizer for `texts`: the special tokens, every character (alone
+    and as a continuation) and the most frequent words, ties broken alphabetically. Built by hand because the
+    tokenizers trainer breaks ties in hash order, which differs between runs, and so would the tiny model."""
+    from collections import Counter
+
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for t in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t)))
+    chars = sorted({c for w in words for c in w})
+    vocab = [*special, *chars, *(f"##{c}" for c in chars)]
+    frequent = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+    vocab += frequent[: max(0, 1500 - len(vocab))]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=1500, special_tokens=special,
-                                                             show_progress=False))
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
