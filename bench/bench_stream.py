@@ -16,7 +16,8 @@ and measures, in one run on this machine:
 - the worker's peak resident memory (VmHWM), the cores and library versions;
 - the PII gate alone (`safe_mask_many` on raw bodies), with and without its name model;
 - with --compare-pii-names, a second drain with the PII gate's name model off: its cost, in the same run;
-- with --compare-canary, a drain with a 10 % canary deployed: what a canary costs, in the same run.
+- with --compare-canary, pairs of drains on one worker without and with a 10 % canary deployed: what a
+  canary costs, in the same run.
 
 All of it is repeated --runs times (3 by default), each on a fresh broker and database; the JSON keeps
 every run and a summary with the median and range of each figure, and the commit it measured.
@@ -311,26 +312,92 @@ def drain_without_names(args: argparse.Namespace, bootstrap: str, pg: EmbeddedPo
 
 
 CANARY_PERCENT = 10.0
+CANARY_ROUNDS = 3
+
+
+def _health(port: int) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:  # noqa: S310 - local
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
+
+
+def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            if check():
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def drain_with_canary(args: argparse.Namespace, bootstrap: str, pg: EmbeddedPostgres, model: Path, work: Path,
                       env: dict[str, str], without: float) -> dict[str, Any]:
-    """The same drain with a canary deployment at 10 % (a second registered copy of the model, so both
-    arms cost the same per text): what a canary costs the worker, measured in this run. The worker runs
-    each model only on its own arm's tickets, so the ratio should stay near 1."""
+    """What a 10 % canary costs the worker: one worker drains alternating backlogs without and with a canary
+    deployment (a second registered copy of the model, so both arms cost the same per text), CANARY_ROUNDS
+    pairs in alternating order, each drain's rate its tickets over its commit span. Pairs measured a minute
+    apart share the shared machine's drift, which two drains minutes apart do not; the ratio is the median
+    of the pairs' with/without. The worker runs each model only on its own arm's tickets, so it should stay
+    near 1."""
     from ml import registry
 
-    def deploy(url: str) -> None:
-        v2 = registry.register(url, model, name=MODEL_NAME, status="candidate", changed_by="bench",
-                               reason="bench-stream canary", models_dir=work / "store-canary")
-        registry.start_deployment(url, MODEL_NAME, v2.version, "canary", CANARY_PERCENT, changed_by="bench",
-                                  reason="bench-stream canary")
+    db.ensure_database(pg.url(), "canary")
+    url = pg.url("canary")
+    db.migrate(url)
+    registry.register(url, model, name=MODEL_NAME, status="champion", changed_by="bench",
+                      reason="bench-stream, canary cost", models_dir=work / "store-canary")
+    v2 = registry.register(url, model, name=MODEL_NAME, status="candidate", changed_by="bench",
+                           reason="bench-stream canary", models_dir=work / "store-canary")
+    port = int(env["TRIAGE_WORKER_PORT"])
+    n = max(500, args.backlog // 2)
+    say(f"canary cost: {CANARY_ROUNDS} pairs of {n}-ticket drains without and with a {CANARY_PERCENT:.0f} % canary")
+    proc = spawn([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"], work / "worker-canary.log",
+                 env={**env, "DATABASE_URL": url}, cwd=ROOT)
 
-    say(f"the same drain with a {CANARY_PERCENT:.0f} % canary deployed; backlog {args.backlog}")
-    rates = drain_again(args, bootstrap, pg, model, work, env, "canary", {}, deploy)
-    say(f"  {rates['sustained']:.0f} decisions/s with the canary, {without:.0f}/s without")
-    return {"canary_percent": CANARY_PERCENT, "without_canary_per_s": without, "with_canary_per_s": rates["sustained"],
-            "ratio": round(rates["sustained"] / without, 3) if without else None, "drain_with_canary": rates}
+    def challenger() -> Any:
+        return _health(port)["model"]["challenger"]
+
+    pairs: list[dict[str, float]] = []
+    active = False
+    try:
+        _until(lambda: _health(port)["model"]["champion"] is not None, 120, "the worker to load the champion")
+        for r in range(CANARY_ROUNDS):
+            rates: dict[str, float] = {}
+            for on in (False, True) if r % 2 == 0 else (True, False):
+                if on and not active:
+                    registry.start_deployment(url, MODEL_NAME, v2.version, "canary", CANARY_PERCENT,
+                                              changed_by="bench", reason="bench-stream canary")
+                    _until(lambda: (challenger() or {}).get("version") == v2.version, 60, "the canary to load")
+                elif active and not on:
+                    registry.end_deployment(url, MODEL_NAME, "ended", "bench-stream canary off", changed_by="bench")
+                    _until(lambda: challenger() is None, 60, "the canary to unload")
+                active = on
+                msgs = messages(n, seed=1000 + 2 * r + int(on))
+                asyncio.run(produce_backlog(bootstrap, msgs))
+                ids = [m["ticket_id"] for m in msgs]
+                def decided(ids: list[str] = ids) -> bool:
+                    return len(commit_times(url, ids)) >= len(ids)
+
+                _until(decided, 600, f"{len(ids)} decisions")
+                times = sorted(commit_times(url, ids).values())
+                rates["with" if on else "without"] = round((len(times) - 1) / (times[-1] - times[0]), 1)
+            rates["ratio"] = round(rates["with"] / rates["without"], 3)
+            pairs.append(rates)
+            say(f"  pair {r + 1}: {rates['without']:.0f}/s without, {rates['with']:.0f}/s with: {rates['ratio']}")
+        arms = {"champion": 0, "canary": 0}
+        with db.connect(url) as conn:
+            for row in conn.execute("SELECT arm, count(*) AS n FROM triage.decisions GROUP BY arm").fetchall():
+                arms[row["arm"]] = int(row["n"])
+    finally:
+        stop_group(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    return {"canary_percent": CANARY_PERCENT, "pairs": pairs, "tickets_per_drain": n,
+            "ratio": statistics.median(p["ratio"] for p in pairs),
+            "without_canary_per_s": statistics.median(p["without"] for p in pairs),
+            "with_canary_per_s": statistics.median(p["with"] for p in pairs),
+            "first_drain_per_s": without, "decisions_by_arm": arms}
 
 
 def peak_rss_mib(pid: int) -> float:
