@@ -439,6 +439,10 @@ def write_card(out: Path, args: TrainingArgs, metrics: dict[str, Any]) -> None:
         f"- source: {'production labels (triage.feedback + triage.tickets)' if args.from_db else args.data}",
         f"- rows: {args.train_rows} train, {args.val_rows} validation (stratified), fingerprint "
         f"`{args.data_fingerprint[:16]}`",
+        f"- base data kept with the model (`base_data.csv.gz`): {args.base_rows} rows, fingerprint "
+        f"`{args.base_fingerprint[:16]}`; holdout never trained on: {args.holdout_rows} rows "
+        f"({args.holdout_percent} % by a hash of the text), fingerprint `{args.holdout_fingerprint[:16]}`"
+        + (f"; warm-started from `{args.init_from}`" if args.init_from else ""),
         f"- heads: {', '.join(args.label_cols)}; out-of-scope label: {args.ood_label or 'none'}",
         f"- base model: `{args.base}`", "",
         "## Validation metrics", "",

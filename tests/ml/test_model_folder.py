@@ -32,6 +32,11 @@ def test_folder_says_how_it_was_made(tiny_model: Path) -> None:
     assert json.loads((tiny_model / layout.THRESHOLDS).read_text())["intent"] == intent["abstention"]["threshold"]
     card = (tiny_model / layout.CARD).read_text()
     assert "## Limits" in card and "ECE" in card
+    # The card states how the model abstains and what it was made from, with the figures the folder holds.
+    ood = intent["ood"]
+    assert "Mahalanobis distance" in card and f"threshold {ood['threshold']}" in card
+    assert f"{args.base_rows} rows, fingerprint `{args.base_fingerprint[:16]}`" in card
+    assert f"holdout never trained on: {args.holdout_rows} rows" in card and args.holdout_rows > 0
     for name in layout.REQUIRED_FOR_SERVING + (layout.ONNX_INT8, "model.safetensors", layout.HEADS_WEIGHTS):
         assert (tiny_model / name).is_file(), name
 
