@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -97,6 +97,10 @@ class Console:
         return self._classifier[1]
 
 
+class _SignInFirst(Exception):
+    """An API call without a signed-in user: answered 401 with how to sign in."""
+
+
 def _user_from_request(console: Console, request: Request) -> User | None:
     auth = request.headers.get("authorization", "")
     if auth.startswith("Bearer "):
@@ -158,6 +162,30 @@ def create_app(settings: Settings, publish: Publish | None = None) -> Any:
 
     def error(exc: ConsoleError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(_SignInFirst)
+    async def signed_out(_request: Request, _exc: _SignInFirst) -> JSONResponse:
+        return denied_api()
+
+    @app.exception_handler(ConsoleError)
+    async def console_error(_request: Request, exc: ConsoleError) -> JSONResponse:
+        return error(exc)
+
+    async def api_user(request: Request) -> User:
+        """The signed-in user of an API call (session or bearer token); 401 with how to sign in otherwise."""
+        user = await who(request)
+        if user is None:
+            raise _SignInFirst
+        return user
+
+    def api_role(role: str, what: str) -> Callable[[Request], Awaitable[User]]:
+        """An API user who may act as `role`; 403 naming `what` is for whom otherwise."""
+        async def check(request: Request) -> User:
+            user = await api_user(request)
+            if not user.can(role):
+                raise ConsoleError(what, 403)
+            return user
+        return check
 
     def page(request: Request, name: str, user: User | None, **ctx: Any) -> HTMLResponse:
         token = request.scope["csrftoken"]()
@@ -239,19 +267,14 @@ def create_app(settings: Settings, publish: Publish | None = None) -> Any:
     # ---- API --------------------------------------------------------------------------------------------------
 
     @app.get("/api/me")
-    async def me(request: Request) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
+    async def me(request: Request, user: User = Depends(api_user)) -> Response:
         return JSONResponse({"name": user.name, "role": user.role})
 
     @app.get("/api/queue")
     async def api_queue(request: Request, route: str | None = None, intent: str | None = None,
                         urgency: str | None = None, channel: str | None = None, claimed: str | None = None,
-                        min_confidence: float | None = None, max_confidence: float | None = None) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
+                        min_confidence: float | None = None, max_confidence: float | None = None,
+                        user: User = Depends(api_user)) -> Response:
         if claimed not in (None, "yes", "no", "mine"):
             return error(ConsoleError(f"claimed={claimed!r}: use yes, no or mine"))
         f = QueueFilter(route or None, intent or None, urgency or None, channel or None, claimed,
@@ -260,46 +283,25 @@ def create_app(settings: Settings, publish: Publish | None = None) -> Any:
         return JSONResponse({"count": len(items), "items": items, "now": datetime.now(UTC).isoformat()})
 
     @app.get("/api/tickets/{ticket_id}")
-    async def api_ticket(request: Request, ticket_id: str) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
-        try:
-            return JSONResponse(await run_in_threadpool(store.ticket, console.url, ticket_id, console.taxonomy()))
-        except ConsoleError as exc:
-            return error(exc)
+    async def api_ticket(request: Request, ticket_id: str, user: User = Depends(api_user)) -> Response:
+        return JSONResponse(await run_in_threadpool(store.ticket, console.url, ticket_id, console.taxonomy()))
 
     @app.get("/api/tickets/{ticket_id}/salience")
-    async def api_salience(request: Request, ticket_id: str) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
+    async def api_salience(request: Request, ticket_id: str, user: User = Depends(api_user)) -> Response:
         from ml.salience import word_salience
 
-        try:
-            t = await run_in_threadpool(store.ticket, console.url, ticket_id, console.taxonomy())
-            clf = await run_in_threadpool(console.classifier)
-        except ConsoleError as exc:
-            return error(exc)
+        t = await run_in_threadpool(store.ticket, console.url, ticket_id, console.taxonomy())
+        clf = await run_in_threadpool(console.classifier)
         label = (t["explanation"]["heads"].get("intent") or {}).get("label")
         return JSONResponse(await run_in_threadpool(word_salience, clf, t["masked_text"], "intent", label))
 
     @app.post("/api/tickets/{ticket_id}/claim")
-    async def api_claim(request: Request, ticket_id: str) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
-        try:
-            return JSONResponse(await run_in_threadpool(store.claim, console.url, ticket_id, user,
-                                                        settings.console_claim_minutes))
-        except ConsoleError as exc:
-            return error(exc)
+    async def api_claim(request: Request, ticket_id: str, user: User = Depends(api_user)) -> Response:
+        return JSONResponse(await run_in_threadpool(store.claim, console.url, ticket_id, user,
+                                                    settings.console_claim_minutes))
 
     @app.post("/api/tickets/{ticket_id}/release")
-    async def api_release(request: Request, ticket_id: str) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
+    async def api_release(request: Request, ticket_id: str, user: User = Depends(api_user)) -> Response:
         released = await run_in_threadpool(store.release, console.url, ticket_id, user)
         return JSONResponse({"ticket_id": ticket_id, "released": released})
 
@@ -322,10 +324,7 @@ def create_app(settings: Settings, publish: Publish | None = None) -> Any:
         return await run_in_threadpool(store.record_review, console.url, prepared, req, user, console.adapter())
 
     @app.post("/api/tickets/{ticket_id}/review")
-    async def api_review(request: Request, ticket_id: str) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
+    async def api_review(request: Request, ticket_id: str, user: User = Depends(api_user)) -> Response:
         try:
             body = await request.json()
         except ValueError:
@@ -334,30 +333,23 @@ def create_app(settings: Settings, publish: Publish | None = None) -> Any:
             return error(ConsoleError("send the review as a JSON object: {\"kind\": ..., \"intent\": ..., ...}"))
         try:
             result = await do_review(user, ticket_id, request.headers.get("idempotency-key", ""), body)
-        except ConsoleError as exc:
-            return error(exc)
+        except ConsoleError:
+            raise
         except TriageError as exc:
             return error(ConsoleError(str(exc)))
         return JSONResponse(result, status_code=200 if result.get("replayed") else 201)
 
     @app.get("/api/lead")
-    async def api_lead(request: Request, hours: float = 24.0) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
-        if not user.can("lead"):
-            return JSONResponse({"detail": "the lead's numbers are for leads and admins"}, status_code=403)
+    async def api_lead(request: Request, hours: float = 24.0,
+                       user: User = Depends(api_role("lead", "the lead's numbers are for leads and admins"))
+                       ) -> Response:
         since = datetime.now(UTC) - timedelta(hours=hours)
         stats = await run_in_threadpool(store.lead_stats, console.url, since)
         return JSONResponse(json.loads(json.dumps(stats, default=str)))
 
     @app.get("/api/users")
-    async def api_users(request: Request) -> Response:
-        user = await who(request)
-        if user is None:
-            return denied_api()
-        if not user.can("admin"):
-            return JSONResponse({"detail": "managing users is for admins"}, status_code=403)
+    async def api_users(request: Request,
+                        user: User = Depends(api_role("admin", "managing users is for admins"))) -> Response:
         rows = await run_in_threadpool(users.list_users, console.url)
         return JSONResponse(json.loads(json.dumps(rows, default=str)))
 

@@ -184,6 +184,8 @@ def test_a_lead_sees_everyones_numbers_and_a_reviewer_does_not(console: ConsoleS
                  headers={"Idempotency-Key": "k"})
     assert r.status_code == 201, r.text
     assert ana.get("/api/lead").status_code == 403
+    denied = ana.get("/api/users")  # the role check names who may: a reviewer is neither lead nor admin
+    assert denied.status_code == 403 and denied.json()["detail"] == "managing users is for admins"
     stats = console.client(issue_token(console.url, "lea")).get("/api/lead").json()
     (row,) = stats["reviewers"]
     assert row["reviewer"] == "ana" and row["handled"] == 1 and row["override_rate"] == 1.0
