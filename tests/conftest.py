@@ -62,6 +62,21 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop_group(proc.pid)
 
 
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator[str]:
+    """A broker of this test's own (memory-only, starts in about a second), with Triage's topics."""
+    from triage.kafka_admin import ensure_topics
+    from triage.names import TOPICS
+
+    b = EmbeddedKafka(free_port(), tmp_path / "kafka.log")
+    proc = b.start()
+    try:
+        ensure_topics(b.bootstrap, TOPICS, 4)
+        yield b.bootstrap
+    finally:
+        stop_group(proc.pid)
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """A complete small model folder (ONNX fp32 + int8, tokenizer, label maps) from `tests.support.tiny_model`.

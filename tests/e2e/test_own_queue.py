@@ -14,19 +14,15 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from apps.stack.kafka import EmbeddedKafka
-from apps.stack.procs import free_port, stop_group
 from tests.support.banking77 import banking77
 from tests.support.stream_helpers import STREAM_PYTHON, WorkerProcess, count, rows, wait_for
-from triage.kafka_admin import ensure_topics
-from triage.names import TOPIC_FEEDBACK, TOPIC_RAW, TOPICS
+from triage.names import TOPIC_FEEDBACK, TOPIC_RAW
 from triage.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -35,17 +31,6 @@ CATEGORIES = ("card_arrival", "age_limit", "atm_support", "exchange_rate", "pin_
 PER_CATEGORY = 45  # training rows each; the next 5 of each category are the live tickets
 OPS_BIN = PROJECT_ROOT / ".venv" / "bin"
 MODEL = "triage-classifier"
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[str]:
-    b = EmbeddedKafka(free_port(), tmp_path / "kafka.log")
-    proc = b.start()
-    try:
-        ensure_topics(b.bootstrap, TOPICS, 4)
-        yield b.bootstrap
-    finally:
-        stop_group(proc.pid)
 
 
 def _sample(tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:

@@ -1,17 +1,12 @@
-"""Stream fixtures: a small real model (built once by `tests.support.tiny_model` in the ops environment), a
-database with it registered as champion, and a broker of the test's own so integration tests do not share topics."""
+"""Stream fixtures: a database with the small real model (built once by `tests.support.tiny_model` in the ops
+environment) registered as champion. The broker of a test's own is `tests/conftest.py: broker`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from apps.stack.kafka import EmbeddedKafka
-from apps.stack.procs import free_port, stop_group
-from triage.kafka_admin import ensure_topics
-from triage.names import TOPICS
 from triage.schemas import ModelVersion
 
 MODEL_NAME = "triage-classifier"
@@ -32,13 +27,3 @@ def model_db(db_url: str, tiny_model: Path, tmp_path: Path) -> str:
     return db_url
 
 
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[str]:
-    """A broker of this test's own (memory-only, starts in about a second), with Triage's topics."""
-    b = EmbeddedKafka(free_port(), tmp_path / "kafka.log")
-    proc = b.start()
-    try:
-        ensure_topics(b.bootstrap, TOPICS, 4)
-        yield b.bootstrap
-    finally:
-        stop_group(proc.pid)
