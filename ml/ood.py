@@ -15,7 +15,7 @@ Stored with the model as `ood.npz` (the whitening transform and the whitened mea
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class MahalanobisScorer:
         return out
 
     def with_threshold(self, threshold: float | None) -> MahalanobisScorer:
-        return MahalanobisScorer(self.transform, self.centres, self.head, threshold)
+        return replace(self, threshold=threshold)
 
     def save(self, model_dir: Path, meta: dict[str, Any]) -> None:
         np.savez_compressed(model_dir / OOD_ARRAYS, transform=self.transform.astype(np.float32),
@@ -86,17 +86,13 @@ class MahalanobisScorer:
             encoding="utf-8")
 
 
-def read_meta(model_dir: Path) -> dict[str, Any] | None:
-    path = Path(model_dir) / OOD_META
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def load(model_dir: Path) -> MahalanobisScorer | None:
     """The model's distance scorer, or None where it abstains on softmax confidence (or predates scorers)."""
-    meta = read_meta(model_dir)
-    if meta is None or meta.get("method") != "mahalanobis" or not (Path(model_dir) / OOD_ARRAYS).is_file():
+    meta_path, arrays_path = Path(model_dir) / OOD_META, Path(model_dir) / OOD_ARRAYS
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
+    if meta is None or meta.get("method") != "mahalanobis" or not arrays_path.is_file():
         return None
-    with np.load(Path(model_dir) / OOD_ARRAYS) as arrays:
+    with np.load(arrays_path) as arrays:
         return MahalanobisScorer(transform=arrays["transform"].astype(np.float64),
                                  centres=arrays["centres"].astype(np.float64), head=str(meta["head"]),
                                  threshold=None if meta.get("threshold") is None else float(meta["threshold"]))
